@@ -28,7 +28,7 @@ CPU = "cpu"
 
 
 def cuda_of_variant(variant: str) -> str | None:
-    """``"cu121"`` -> ``"12.1"``, ``"cu130"`` -> ``"13.0"``; ``None`` for ``cpu``; ValueError else."""
+    """``"cu121"`` -> ``"12.1"``, ``"cu130"`` -> ``"13.0"``, ``"cpu"`` -> None; ValueError else."""
     if variant == CPU:
         return None
     match = _VARIANT.match(variant)
@@ -252,7 +252,9 @@ def _cuda_floors(root: Node) -> dict[str, CudaDriverFloor]:
             table = node[kind]
             table.mapping(_DRIVER_OSES, _DRIVER_OSES)
             tables[kind] = {
-                os: None if entry.value is None else _version_text(entry, _DRIVER, "a driver version")
+                os: None
+                if entry.value is None
+                else _version_text(entry, _DRIVER, "a driver version")
                 for os, entry in table.items()
             }
         unconfirmed = frozenset(node.get("unconfirmed", []).text_list())
@@ -337,7 +339,11 @@ def _check_marker(node: Node, key: str) -> None:
         if not isinstance(value, dict):
             raise node.error(f"unconfirmed marker {key!r} points nowhere")
         match = next(
-            (k for k in sorted(value, key=len, reverse=True) if rest == k or rest.startswith(k + ".")),
+            (
+                k
+                for k in sorted(value, key=len, reverse=True)
+                if rest == k or rest.startswith(k + ".")
+            ),
             None,
         )
         if match is None:
@@ -347,8 +353,18 @@ def _check_marker(node: Node, key: str) -> None:
 
 
 _RELEASE_KEYS = {
-    "released", "patches", "python", "glibc", "macos", "pypi_default", "variants", "aarch64",
-    "rocm", "conda_pytorch", "conda_forge", "unconfirmed",
+    "released",
+    "patches",
+    "python",
+    "glibc",
+    "macos",
+    "pypi_default",
+    "variants",
+    "aarch64",
+    "rocm",
+    "conda_pytorch",
+    "conda_forge",
+    "unconfirmed",
 }
 _RELEASE_REQUIRED = {"released", "patches", "python", "glibc", "macos", "pypi_default", "variants"}
 

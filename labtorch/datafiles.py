@@ -53,7 +53,7 @@ class Node:
         return self.value
 
     def mapping(self, allowed: set[str] | None = None, required: set[str] = frozenset()) -> None:
-        """Check that this node is a mapping with only ``allowed`` keys and every ``required`` one."""
+        """Check that this node is a mapping with only ``allowed`` keys and all ``required``."""
         value = self.expect(dict, "a mapping")
         for key in value:
             if not isinstance(key, str):
