@@ -207,3 +207,21 @@ def test_local_nvidia_smi_is_run(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["variant"] == "cu130"
+
+
+@pytest.mark.parametrize(
+    ("wheel_mirror", "flag"),
+    [
+        ("aliyun", "--find-links https://mirrors.aliyun.com/pytorch-wheels/cu126/"),
+        ("nju", "--extra-index-url https://mirrors.nju.edu.cn/pytorch/whl/cu126"),
+        ("upstream", "--extra-index-url https://download.pytorch.org/whl/cu126"),
+    ],
+)
+def test_wheel_mirror_layouts(capsys, wheel_mirror, flag):
+    _, data = plan_json(
+        capsys, "--torch", "2.9", "--installer", "pip", "--platform", "linux-64",
+        "--python", "3.12", "--wheel-mirror", wheel_mirror,
+        "--nvidia-smi", str(FIXTURES / "table_gtx1080ti_570.86.15.txt"),
+    )  # fmt: skip
+    assert flag in data["command"]
+    assert "torch==2.9.1+cu126" in data["command"]
