@@ -781,16 +781,19 @@ def plan_for_host(
     release, patch = _find_release(request, compat)
     mirror = _check_mirrors(request, catalog)
     d = _Decision()
+    about = {
+        "torch_release": patch.version,
+        "installer": request.installer,
+        "platform": facts.platform,
+    }
 
     def refuse(python: str | None = None) -> Plan:
         return Plan(
             refused=True,
-            torch_release=patch.version,
-            installer=request.installer,
-            platform=facts.platform,
             python=python,
             reasons=tuple(d.reasons),
             warnings=tuple(d.warnings),
+            **about,
         )
 
     problem = _platform_refusal(request, release, patch, facts)
@@ -833,9 +836,6 @@ def plan_for_host(
         channels.insert(-1 if DEFAULTS in channels else len(channels), toolkit[0].source)
     return Plan(
         refused=False,
-        torch_release=patch.version,
-        installer=request.installer,
-        platform=facts.platform,
         variant=variant,
         cuda=cuda_of_variant(variant),
         python=python,
@@ -847,4 +847,5 @@ def plan_for_host(
         wheel_index=wheel_index,
         reasons=tuple(d.reasons),
         warnings=tuple(d.warnings),
+        **about,
     )

@@ -149,31 +149,22 @@ def test_bad_input_exits_2_naming_the_problem(capsys, argv, message):
     assert message in err
 
 
-def test_without_nvidia_smi_on_path_plans_cpu(tmp_path):
-    env = {**os.environ, "PATH": str(tmp_path)}
+def plan_in_subprocess(path: str) -> dict:
+    """Run `labtorch plan` as a user would, with PATH deciding which nvidia-smi it finds."""
+    argv = ["--torch", "2.9", "--installer", "pip", "--platform", "linux-64", "--python", "3.12"]
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labtorch.cli",
-            "plan",
-            "--torch",
-            "2.9",
-            "--installer",
-            "pip",
-            "--platform",
-            "linux-64",
-            "--python",
-            "3.12",
-            "--json",
-        ],
+        [sys.executable, "-m", "labtorch.cli", "plan", *argv, "--json"],
         capture_output=True,
         text=True,
-        env=env,
+        env={**os.environ, "PATH": path},
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    data = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def test_without_nvidia_smi_on_path_plans_cpu(tmp_path):
+    data = plan_in_subprocess(str(tmp_path))
     assert data["variant"] == "cpu"
     assert any("no nvidia-smi" in reason for reason in data["reasons"])
 
@@ -183,30 +174,8 @@ def test_local_nvidia_smi_is_run(tmp_path):
     xml = FIXTURES / "xml_rtx3090_590.44.01.xml"
     fake.write_text(f"#!/bin/sh\ncat {xml}\n")
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "labtorch.cli",
-            "plan",
-            "--torch",
-            "2.9",
-            "--installer",
-            "pip",
-            "--platform",
-            "linux-64",
-            "--python",
-            "3.12",
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["variant"] == "cu130"
+    data = plan_in_subprocess(f"{tmp_path}:{os.environ['PATH']}")
+    assert data["variant"] == "cu130"
 
 
 @pytest.mark.parametrize(
