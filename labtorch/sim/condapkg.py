@@ -23,7 +23,7 @@ _ARCH_OF_SUBDIR = {"64": "x86_64", "32": "x86"}
 
 @dataclass(frozen=True)
 class CondaPackage:
-    """One conda package: its index record and the files it installs (paths relative to the prefix)."""
+    """One conda package: its index record and the files it installs, relative to the prefix."""
 
     name: str
     version: str
