@@ -58,9 +58,47 @@ class Mirror:
         return True
 
 
+def tuna_layout_mirror(name: str, base_url: str, wheels_url: str | None = None) -> Mirror:
+    """A mirror laid out like TUNA under ``base_url`` (a site cache, or the simulated lab's mirror).
+
+    conda channels live under ``anaconda/pkgs`` and ``anaconda/cloud`` (a site mirror is expected to
+    carry ``nvidia`` too), PyPI under ``pypi/web/simple``; ``wheels_url`` (with ``{variant}``) is a
+    flat find-links mirror of the PyTorch wheel indexes.
+    """
+    base = base_url.rstrip("/")
+    return Mirror(
+        name=name,
+        title=f"TUNA-layout mirror at {base}",
+        default_channels=tuple(f"{base}/anaconda/pkgs/{repo}" for repo in ("main", "r", "msys2")),
+        custom_channels=f"{base}/anaconda/cloud",
+        channels=("conda-forge", "pytorch", "pytorch-lts", "nvidia"),
+        pypi=f"{base}/pypi/web/simple",
+        pytorch_wheels=WheelIndex(wheels_url, "flat") if wheels_url else None,
+        confirmed=True,
+    )
+
+
+def wheels_only_mirror(name: str, wheels_url: str) -> Mirror:
+    """A flat find-links mirror of the PyTorch wheel indexes (``{variant}`` in the URL), no more."""
+    return Mirror(
+        name=name,
+        title=f"PyTorch wheels at {wheels_url}",
+        default_channels=(),
+        custom_channels=None,
+        channels=(),
+        pypi=None,
+        pytorch_wheels=WheelIndex(wheels_url, "flat"),
+        confirmed=True,
+    )
+
+
 @dataclass(frozen=True)
 class MirrorCatalog:
     mirrors: dict[str, Mirror]
+
+    def with_mirror(self, mirror: Mirror) -> MirrorCatalog:
+        """This catalog plus ``mirror`` (replacing one of the same name)."""
+        return MirrorCatalog({**self.mirrors, mirror.name: mirror})
 
     def __getitem__(self, name: str) -> Mirror:
         try:

@@ -1,0 +1,49 @@
+"""labtorch settings for every host. A group file (gpu.py, cpu.py, ...) or an inventory host
+overrides any of them; an unknown ``torch_*`` key or a bad value stops the run before any host is
+touched, naming this file and the key."""
+
+# The PyTorch release to pin: "2.3.1", or a release line such as "2.9" (its newest patch).
+torch_release = "2.3.1"
+
+# "conda" (an env in the host's conda) or "pip" (a venv made with the host's python3).
+torch_installer = "conda"
+
+# "auto" picks the newest CUDA build that the driver runs and that has kernels for every GPU;
+# "cpu" or a CUDA variant such as "cu121" fixes it (the host fails if it cannot run it).
+torch_variant = "auto"
+
+# "strict": the driver's CUDA version must be at least the build's; "minor": CUDA minor-version
+# compatibility (a 12.x build on any driver >= 525.60.13, with a limited feature set).
+torch_driver_policy = "strict"
+
+# The env's Python, e.g. "3.11"; None: the newest the release supports (conda), or the host's
+# python3 (pip).
+torch_python = None
+
+# The env's name: a conda env under the conda root's envs/, or a venv under torch_venv_root.
+torch_env = "torch"
+torch_venv_root = "/opt/labtorch/venvs"
+
+# conda channel: "auto" (conda-forge when it has the release, else the old pytorch channel),
+# "pytorch" or "conda-forge".
+torch_conda_channel = "auto"
+
+# Also install a CUDA toolkit with nvcc that matches the build (for compiling extensions).
+torch_toolkit = False
+
+# The mirror, by name from labtorch/data/mirrors.yaml ("tuna", "bfsu", "upstream", ...), or any
+# base URL laid out like TUNA (anaconda/pkgs, anaconda/cloud, pypi/web/simple): a site cache.
+torch_mirror = "tuna"
+torch_mirror_url = None
+
+# Where wheels of non-default variants come from (TUNA has no PyTorch wheel index): a mirror
+# name ("aliyun", "nju", "upstream") or a flat find-links URL containing {variant}.
+torch_wheel_mirror = "aliyun"
+torch_wheel_mirror_url = None
+
+# The condarc labtorch owns: "system" (the conda root's .condarc), "user" (~/.condarc of the SSH
+# user) or an absolute path. The user's original is kept once as <file>.labtorch-backup.
+torch_condarc_scope = "system"
+
+# The pip.conf labtorch owns: "env" (the env's own pip.conf), "user", "global" or a path.
+torch_pip_scope = "env"

@@ -1,0 +1,3 @@
+"""This machine only: ``pyinfra inventories/local.py deploys/pytorch.py``."""
+
+local = ["@local"]

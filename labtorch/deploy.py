@@ -1,0 +1,146 @@
+"""The pyinfra deploy: facts, then the plan from the rules, then condarc, pip and the env.
+
+Only this module reads ``host.data``. A host that the rules refuse, or whose facts cannot be
+read, fails alone with its reason; bad settings fail the whole run before any host is touched.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.exceptions import PyinfraError
+from pyinfra.api.inventory import Inventory
+
+from labtorch.compat import load_compat
+from labtorch.condarc import mirror_config
+from labtorch.facts.labhost import LabHost
+from labtorch.fleet import catalog_for, host_facts, request_for
+from labtorch.operations import checks, conda, pipenv
+from labtorch.rules import Plan, RequestError, plan_for_host
+from labtorch.settings import PREFIX, Settings, SettingsError, check_keys, settings_from
+from labtorch.snapshot import HostSnapshot
+
+_checked: set[int] = set()
+
+
+def _where_group_sets(group: str, key: str) -> str:
+    """The group_data file that sets ``key`` for ``group``, else the inventory's group."""
+    path = Path("group_data") / f"{group}.py"
+    if path.is_file() and key in path.read_text(encoding="utf-8"):
+        return str(path)
+    return f"group {group} of the inventory"
+
+
+def _check_every_source(inventory: Inventory) -> None:
+    check_keys(inventory.get_override_data(), "pyinfra --data")
+    for group in ("all", *inventory.groups):
+        data = inventory.get_data() if group == "all" else inventory.get_group_data(group)
+        for key in (k for k in data if k.startswith(PREFIX)):
+            check_keys({key: data[key]}, _where_group_sets(group, key))
+    for target in inventory:
+        check_keys(target.host_data, f"inventory host {target.name}")
+
+
+def check_inventory_settings(inventory: Inventory) -> None:
+    """Check every ``torch_*`` key of every data source, once per run.
+
+    A bad setting raises PyinfraError while pyinfra prepares, so the run stops before any host
+    is touched, with a message that names the file (or host) and the key.
+    """
+    if id(inventory) in _checked:
+        return
+    try:
+        _check_every_source(inventory)
+    except SettingsError as exc:
+        raise PyinfraError(f"labtorch settings: {exc}") from None
+    _checked.add(id(inventory))
+
+
+def _plan(snapshot: HostSnapshot, settings: Settings) -> Plan | str:
+    """The plan for this host, or the reason it has none."""
+    try:
+        plan = plan_for_host(
+            host_facts(snapshot, settings),
+            request_for(settings),
+            load_compat(),
+            catalog_for(settings),
+        )
+    except RequestError as exc:
+        return str(exc)
+    if plan.refused:
+        return "; ".join(plan.reasons[-2:])
+    return plan
+
+
+def _conda_steps(snapshot: HostSnapshot, settings: Settings, plan: Plan) -> None:
+    catalog = catalog_for(settings)
+    mirror = catalog[request_for(settings).mirror]
+    conda.condarc(
+        name="Point conda at the mirror",
+        path=snapshot.condarc_path,
+        config=mirror_config(plan, mirror, catalog),
+        current=snapshot.condarc,
+        has_backup=snapshot.condarc_backup,
+    )
+    conda.env(
+        name="Install torch into the conda env",
+        conda=snapshot.conda_exe,
+        env_name=settings.env,
+        pins=[*plan.packages, *plan.toolkit],
+        channels=list(plan.channels),
+        python=plan.python,
+        cuda=plan.cuda,
+        installed=snapshot.env_packages,
+    )
+
+
+@deploy("labtorch: PyTorch")
+def install_pytorch() -> None:
+    """Bring this host to the build the rules choose for it, through the mirror."""
+    check_inventory_settings(host.inventory)
+    settings = settings_from(host.data.dict())
+    snapshot = host.get_fact(
+        LabHost,
+        installer=settings.installer,
+        env=settings.env,
+        condarc_scope=settings.condarc_scope,
+        venv_root=settings.venv_root,
+        pip_scope=settings.pip_scope,
+    )
+    if snapshot is None:
+        checks.refuse(name="Read host facts", reason="the host's facts could not be read")
+        return
+    plan = _plan(snapshot, settings)
+    if isinstance(plan, str):
+        checks.refuse(name="Plan PyTorch", reason=plan)
+        return
+    host.data.labtorch_plan = plan
+    if settings.installer == "conda" and snapshot.conda_exe is None:
+        checks.refuse(
+            name="Find conda",
+            reason="no conda found (CONDA_EXE, PATH, /opt/conda, ~/miniconda3, ~/miniforge3); "
+            "install Miniconda or Miniforge, or set torch_installer = 'pip' for this host",
+        )
+        return
+    if settings.installer == "conda":
+        _conda_steps(snapshot, settings, plan)
+    else:
+        prefix = f"{settings.venv_root.rstrip('/')}/{settings.env}"
+        pipenv.venv(
+            name="Install torch into the venv",
+            python="python3",
+            prefix=prefix,
+            pins=[*plan.packages, *plan.toolkit],
+            index_url=plan.index_url,
+            wheel_index=list(plan.wheel_index) if plan.wheel_index else None,
+            installed=snapshot.env_packages,
+        )
+    pipenv.pip_index(
+        name="Point pip at the mirror",
+        path=snapshot.pip_conf_path,
+        index_url=catalog_for(settings)[request_for(settings).mirror].pypi,
+        current=snapshot.pip_conf,
+        has_backup=snapshot.pip_conf_backup,
+    )

@@ -1,0 +1,68 @@
+"""From a host's snapshot and the admin's settings to the rules engine's inputs (pure)."""
+
+from __future__ import annotations
+
+from labtorch.mirrors import MirrorCatalog, load_catalog, tuna_layout_mirror, wheels_only_mirror
+from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
+from labtorch.rules import HostFacts, Request
+from labtorch.settings import Settings
+from labtorch.snapshot import HostSnapshot
+
+SITE_MIRROR = "site"
+SITE_WHEELS = "site-wheels"
+
+
+def gpu_state(snapshot: HostSnapshot) -> SmiReport | SmiFailure | None:
+    """nvidia-smi's answer, unless the loaded kernel module is not the driver nvidia-smi reports:
+    then the driver was upgraded without a reboot, and CUDA will not initialise."""
+    smi = snapshot.nvidia_smi
+    kernel = snapshot.kernel_driver
+    driver = smi.driver_version if isinstance(smi, SmiReport) else None
+    if kernel and driver and kernel != driver:
+        return SmiFailure(
+            SmiFailureKind.NVML_MISMATCH,
+            f"the loaded NVIDIA kernel module is {kernel} but the driver libraries are "
+            f"{driver}: the driver was upgraded without a reboot; reboot the host",
+            f"kernel module {kernel}, nvidia-smi driver {driver}",
+        )
+    return smi
+
+
+def host_facts(snapshot: HostSnapshot, settings: Settings) -> HostFacts:
+    return HostFacts(
+        platform=snapshot.platform,
+        glibc=snapshot.glibc,
+        python=snapshot.python3 if settings.installer == "pip" else None,
+        nvidia_smi=gpu_state(snapshot),
+    )
+
+
+def catalog_for(settings: Settings) -> MirrorCatalog:
+    """The packaged mirror catalog, plus the site's own mirror when ``mirror_url`` is set."""
+    catalog = load_catalog()
+    if settings.mirror_url:
+        catalog = catalog.with_mirror(
+            tuna_layout_mirror(SITE_MIRROR, settings.mirror_url, settings.wheel_mirror_url)
+        )
+    elif settings.wheel_mirror_url:
+        catalog = catalog.with_mirror(wheels_only_mirror(SITE_WHEELS, settings.wheel_mirror_url))
+    return catalog
+
+
+def request_for(settings: Settings) -> Request:
+    mirror = SITE_MIRROR if settings.mirror_url else settings.mirror
+    if settings.wheel_mirror_url:
+        wheel_mirror = SITE_MIRROR if settings.mirror_url else SITE_WHEELS
+    else:
+        wheel_mirror = settings.wheel_mirror
+    return Request(
+        torch=settings.release,
+        installer=settings.installer,
+        variant=settings.variant,
+        driver_policy=settings.driver_policy,
+        toolkit=settings.toolkit,
+        python=settings.python,
+        conda_channel=settings.conda_channel,
+        mirror=mirror,
+        wheel_mirror=wheel_mirror,
+    )

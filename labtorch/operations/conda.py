@@ -1,0 +1,91 @@
+"""conda: the condarc labtorch owns, and the env that holds exactly the plan's pins."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import QuoteString, StringCommand, operation
+
+from labtorch.condarc import CondaMirrorConfig, CondarcError, condarc_change
+from labtorch.envdiff import CREATE, OK, env_verdict
+from labtorch.operations.checks import failing_command
+from labtorch.operations.files import replace_file
+from labtorch.rules import PackagePin
+from labtorch.snapshot import InstalledPackage
+
+
+@operation()
+def condarc(path: str, config: CondaMirrorConfig, current: str | None, has_backup: bool):
+    """
+    Point conda at the mirror in the condarc labtorch owns, keeping every other key.
+
+    + path: the condarc file (the conda root's ``.condarc``, ``~/.condarc`` or another path)
+    + config: the channels, ``default_channels`` and ``custom_channels`` entries to set
+    + current: the file's text as the LabHost fact read it (None: no file)
+    + has_backup: whether labtorch's one-time backup of the user's original already exists
+
+    **Example:**
+
+    .. code:: python
+
+        conda.condarc(path="/opt/conda/.condarc", config=config, current=state.condarc,
+                      has_backup=state.condarc_backup)
+    """
+    try:
+        text = condarc_change(current, config)
+    except CondarcError as exc:
+        yield failing_command(f"{path}: {exc}; fix or remove it, then run again")
+        return
+    if text is None:
+        host.noop(f"{path} already points conda at the mirror")
+        return
+    yield from replace_file(path, text, current is not None, has_backup)
+
+
+def _conda(conda: str, cuda: str | None, *words: str | QuoteString) -> StringCommand:
+    # The solve must not depend on whether conda detects the driver: conda-forge's CUDA builds
+    # need __cuda, which CONDA_OVERRIDE_CUDA fixes to the plan's CUDA version.
+    override = ["env", f"CONDA_OVERRIDE_CUDA={cuda}"] if cuda else []
+    return StringCommand(*override, QuoteString(conda), *words)
+
+
+@operation()
+def env(
+    conda: str,
+    env_name: str,
+    pins: list[PackagePin],
+    channels: list[str],
+    python: str,
+    cuda: str | None,
+    installed: dict[str, InstalledPackage] | None,
+):
+    """
+    Create or repair the conda env ``env_name`` so that it holds exactly the plan's pins.
+
+    Installs with ``--override-channels`` and only the plan's channels (resolved to the mirror
+    by the condarc labtorch owns), so nothing is fetched upstream. A matching env is left alone;
+    other envs are never touched.
+
+    + conda: the conda executable
+    + env_name: the env's name
+    + pins: the plan's packages and toolkit, with exact versions and build strings
+    + channels: the plan's channel names, in priority order
+    + python: the env's Python version
+    + cuda: the build's CUDA version (None for a CPU build)
+    + installed: the env's packages as the LabHost fact read them (None: no env)
+    """
+    verdict = env_verdict(pins, installed)
+    if verdict.action == OK:
+        host.noop(f"conda env {env_name} already holds {', '.join(p.spec for p in pins)}")
+        return
+    if verdict.remove:
+        yield _conda(
+            conda, cuda, "remove", "-n", QuoteString(env_name), "-y", "-q",
+            *(QuoteString(package) for package in verdict.remove),
+        )  # fmt: skip
+    verb = "create" if verdict.action == CREATE else "install"
+    with_python = [QuoteString(f"python={python}")] if verdict.action == CREATE else []
+    yield _conda(
+        conda, cuda, verb, "-n", QuoteString(env_name), "--override-channels",
+        *(word for channel in channels for word in ("-c", QuoteString(channel))),
+        "-y", "-q", *with_python, *(QuoteString(pin.spec) for pin in pins),
+    )  # fmt: skip

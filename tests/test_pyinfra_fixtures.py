@@ -1,0 +1,12 @@
+"""pyinfra-testing fixtures: every operation's commands and no-op paths, every fact's parse."""
+
+from pathlib import Path
+
+from pyinfra_testing.facts import make_fact_tests
+from pyinfra_testing.operations import make_operation_tests
+
+HERE = Path(__file__).parent / "pyinfra"
+
+for kind, make in (("operations", make_operation_tests), ("facts", make_fact_tests)):
+    for folder in sorted(p for p in (HERE / kind).iterdir() if p.is_dir()):
+        locals()[f"Test_{folder.name.replace('.', '_')}"] = make("labtorch", folder.name, folder)
