@@ -28,6 +28,7 @@ from labtorch.rules import (
     RequestError,
     plan_for_host,
 )
+from labtorch.sim.cli import add_sim_parser
 
 EXIT_PLAN = 0
 EXIT_BAD_INPUT = 2
@@ -171,6 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--env-name", default="torch", help="conda env name in the command")
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.set_defaults(handler=plan_command)
+    add_sim_parser(commands)
     return parser
 
 

@@ -1,0 +1,40 @@
+"""pyinfra inventory of the running simulated lab (``labtorch sim up``).
+
+    LABTORCH_SIM_DIR=/tmp/labtorch-sim pyinfra inventories/sim.py exec -y -- hostname
+
+Groups ``gpu`` and ``cpu`` follow the hosts' profiles. Host keys are checked strictly against
+the lab's own known_hosts file (written at every ``sim up``), so nothing touches ~/.ssh.
+"""
+
+from labtorch.sim.lab import HostStatus, default_state_dir, status
+
+
+def _lab_hosts() -> tuple[HostStatus, ...]:
+    lab = status(default_state_dir())
+    down = [host.name for host in lab.hosts if not host.up]
+    if not lab.hosts or down:
+        what = f"hosts {', '.join(down)} are down" if down else "it has no hosts"
+        raise RuntimeError(
+            f"the simulated lab in {lab.state_dir} is not up ({what}): run `labtorch sim up` "
+            "(or set LABTORCH_SIM_DIR to the lab's state directory)"
+        )
+    return lab.hosts
+
+
+def _host_data(host: HostStatus) -> dict:
+    return {
+        "ssh_hostname": host.address,
+        "ssh_port": host.port,
+        "ssh_user": host.user,
+        "ssh_key": host.key_file,
+        "ssh_known_hosts_file": host.known_hosts_file,
+        "ssh_strict_host_key_checking": "yes",
+        "ssh_allow_agent": False,
+        "ssh_look_for_keys": False,
+        "sim_profile": host.profile,
+    }
+
+
+_HOSTS = _lab_hosts()
+gpu = [(host.name, _host_data(host)) for host in _HOSTS if host.group == "gpu"]
+cpu = [(host.name, _host_data(host)) for host in _HOSTS if host.group == "cpu"]

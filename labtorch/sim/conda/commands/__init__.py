@@ -1,0 +1,1 @@
+"""One module per conda subcommand; each exposes ``run(context, args) -> exit status``."""

@@ -1,0 +1,377 @@
+"""The simulated mirror: TUNA's layout with the expected packages, served, logged and faulted."""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import json
+import re
+import time
+import zipfile
+from email.message import Message
+from pathlib import Path
+from urllib.error import HTTPError
+from urllib.parse import urljoin, urlsplit
+from urllib.request import Request, urlopen
+
+import pytest
+
+from labtorch.sim.mirror import (
+    MirrorProcess,
+    read_log,
+    read_mirror,
+    set_fault,
+    start_mirror,
+    stop_mirror,
+)
+from labtorch.sim.mirror_content import STAMP, build_mirror_content
+
+CHANNELS = [
+    "anaconda/pkgs/main",
+    "anaconda/pkgs/r",
+    "anaconda/pkgs/msys2",
+    "anaconda/cloud/pytorch",
+    "anaconda/cloud/conda-forge",
+]
+SUBDIRS = ["linux-64", "noarch"]
+WHEEL_PAGES = ["cpu", "cu126", "cu128"]
+USER_AGENT = "labtorch-test/1.0"
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The content, built once per session: a second build sees the stamp and does nothing."""
+    path = tmp_path_factory.getbasetemp() / "mirror-root"
+    build_mirror_content(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def mirror(root: Path, tmp_path_factory: pytest.TempPathFactory):
+    state = tmp_path_factory.mktemp("mirror-state")
+    process = start_mirror(root, state)
+    yield process, state
+    stop_mirror(state)
+
+
+def fetch(url: str, method: str = "GET") -> tuple[int, Message, bytes]:
+    """Status, headers and body, for error statuses too."""
+    request = Request(url, method=method, headers={"User-Agent": USER_AGENT})
+    try:
+        with urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+def hrefs(page: bytes) -> list[str]:
+    return re.findall(r'href="([^"]+)"', page.decode())
+
+
+def repodata(root: Path, channel: str, subdir: str) -> dict[str, dict]:
+    return json.loads((root / channel / subdir / "repodata.json").read_text())["packages"]
+
+
+# ---- content ---------------------------------------------------------------------------------
+
+
+def test_channels_hold_the_real_names_versions_and_build_strings(root: Path) -> None:
+    found = {
+        channel: sorted(name for subdir in SUBDIRS for name in repodata(root, channel, subdir))
+        for channel in CHANNELS
+    }
+    assert found["anaconda/pkgs/main"] == [
+        "pip-23.2.1-pyh_sim_0.tar.bz2",
+        "python-3.11.2-h_sim_0.tar.bz2",
+    ]
+    assert found["anaconda/cloud/pytorch"] == [
+        "cpuonly-2.0-0.tar.bz2",
+        "pytorch-2.3.1-py3.11_cpu_0.tar.bz2",
+        "pytorch-2.3.1-py3.11_cuda11.8_cudnn8.7.0_0.tar.bz2",
+        "pytorch-2.3.1-py3.11_cuda12.1_cudnn8.9.2_0.tar.bz2",
+        "pytorch-cuda-11.8-h7e8668a_5.tar.bz2",
+        "pytorch-cuda-12.1-ha16c6d3_5.tar.bz2",
+        "pytorch-mutex-1.0-cpu.tar.bz2",
+        "pytorch-mutex-1.0-cuda.tar.bz2",
+        "torchaudio-2.3.1-py311_cpu.tar.bz2",
+        "torchaudio-2.3.1-py311_cu118.tar.bz2",
+        "torchaudio-2.3.1-py311_cu121.tar.bz2",
+        "torchvision-0.18.1-py311_cpu.tar.bz2",
+        "torchvision-0.18.1-py311_cu118.tar.bz2",
+        "torchvision-0.18.1-py311_cu121.tar.bz2",
+    ]
+    assert found["anaconda/pkgs/r"] == found["anaconda/pkgs/msys2"] == []
+    forge = [
+        re.sub(r"_h[0-9a-f]{7}_", "_h#######_", name)
+        for name in found["anaconda/cloud/conda-forge"]
+    ]
+    assert forge == [
+        "cuda-version-12.6-h7480c83_3.tar.bz2",
+        "pip-23.2.1-pyh_sim_0.tar.bz2",
+        "python-3.11.2-h_sim_0.tar.bz2",
+        "pytorch-2.7.1-cpu_generic_py311_h#######_0.tar.bz2",
+        "pytorch-2.7.1-cuda126_generic_py311_h#######_200.tar.bz2",
+        "torchaudio-2.7.1-cpu_py311_h#######_0.tar.bz2",
+        "torchaudio-2.7.1-cuda126_py311_h#######_0.tar.bz2",
+        "torchvision-0.22.1-cpu_py311_h#######_0.tar.bz2",
+        "torchvision-0.22.1-cuda126_py311_h#######_0.tar.bz2",
+    ]
+
+
+def test_conda_records_carry_the_dependencies_that_pick_a_variant(root: Path) -> None:
+    pytorch = repodata(root, "anaconda/cloud/pytorch", "linux-64")
+    noarch = repodata(root, "anaconda/cloud/pytorch", "noarch")
+    forge = repodata(root, "anaconda/cloud/conda-forge", "linux-64")
+    cuda121 = pytorch["pytorch-2.3.1-py3.11_cuda12.1_cudnn8.9.2_0.tar.bz2"]
+    assert cuda121["depends"] == [
+        "python >=3.11,<3.12.0a0",
+        "pytorch-mutex 1.0 cuda",
+        "pytorch-cuda >=12.1,<12.2",
+    ]
+    assert "pytorch 2.3.1" in pytorch["torchvision-0.18.1-py311_cu121.tar.bz2"]["depends"]
+    mutex = noarch["pytorch-mutex-1.0-cpu.tar.bz2"]
+    assert (mutex["track_features"], mutex["build_number"]) == ("pytorch-cpu", 100)
+    assert noarch["cpuonly-2.0-0.tar.bz2"]["depends"] == ["pytorch-mutex 1.0 cpu"]
+    forge_cuda = next(r for name, r in forge.items() if name.startswith("pytorch-2.7.1-cuda126"))
+    assert {"__cuda", "cuda-version >=12.6,<12.7"} <= set(forge_cuda["depends"])
+    pip = repodata(root, "anaconda/pkgs/main", "noarch")["pip-23.2.1-pyh_sim_0.tar.bz2"]
+    assert pip["depends"] == ["python >=3.11,<3.12.0a0"]
+
+
+def test_a_second_build_of_the_same_content_changes_nothing(root: Path) -> None:
+    stamp = (root / STAMP).stat().st_mtime_ns
+    started = time.monotonic()
+    build_mirror_content(root)
+    assert time.monotonic() - started < 1.0
+    assert (root / STAMP).stat().st_mtime_ns == stamp
+
+
+def test_a_stale_stamp_rebuilds_the_same_bytes(root: Path) -> None:
+    """Content whose stamp does not match is rewritten, and builds are reproducible."""
+    repodata_file = root / "anaconda/cloud/pytorch/linux-64/repodata.json"
+    before = repodata_file.read_bytes()
+    wheel = next((root / "pytorch-wheels" / "cu126").glob("torch-*.whl"))
+    wheel.write_bytes(b"damaged")
+    (root / STAMP).write_text('{"digest": "old"}')
+    build_mirror_content(root)
+    assert zipfile.is_zipfile(wheel)
+    assert repodata_file.read_bytes() == before
+
+
+# ---- serving ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+@pytest.mark.parametrize("subdir", SUBDIRS)
+def test_every_channel_subdir_has_repodata(mirror, channel: str, subdir: str) -> None:
+    process, _ = mirror
+    status, headers, body = fetch(f"{process.url}/{channel}/{subdir}/repodata.json")
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body)["info"]["subdir"] == subdir
+
+
+def test_conda_packages_are_served_with_the_hash_repodata_gives(mirror, root: Path) -> None:
+    process, _ = mirror
+    channel = "anaconda/cloud/pytorch/linux-64"
+    name, record = next(iter(repodata(root, "anaconda/cloud/pytorch", "linux-64").items()))
+    status, headers, body = fetch(f"{process.url}/{channel}/{name}")
+    assert status == 200
+    assert headers["Content-Type"] == "application/x-bzip2"
+    assert hashlib.sha256(body).hexdigest() == record["sha256"]
+
+
+def test_the_pep_503_index_links_each_project_and_its_files_by_relative_path(mirror) -> None:
+    process, _ = mirror
+    simple = f"{process.url}/pypi/web/simple/"
+    _, _, index = fetch(simple)
+    projects = hrefs(index)
+    assert {"torch/", "torchvision/", "torchaudio/", "nvidia-cuda-runtime-cu12/", "pip/"} <= set(
+        projects
+    )
+    for project in projects:
+        page_url = urljoin(simple, project)
+        _, _, page = fetch(page_url)
+        for href in hrefs(page):
+            assert href.startswith("../../packages/")
+            file_url, _, digest = urljoin(page_url, href).partition("#sha256=")
+            status, _, data = fetch(file_url)
+            assert status == 200
+            assert hashlib.sha256(data).hexdigest() == digest
+
+
+def test_pypi_holds_the_unlabelled_default_build(mirror) -> None:
+    process, _ = mirror
+    page_url = f"{process.url}/pypi/web/simple/torch/"
+    _, _, page = fetch(page_url)
+    [href] = hrefs(page)
+    assert href.startswith("../../packages/torch-2.9.1-cp311-cp311-manylinux_2_28_x86_64.whl#")
+
+
+def wheel_metadata(data: bytes) -> str:
+    with zipfile.ZipFile(io.BytesIO(data)) as wheel:
+        [name] = [n for n in wheel.namelist() if n.endswith(".dist-info/METADATA")]
+        return wheel.read(name).decode()
+
+
+@pytest.mark.parametrize("variant", WHEEL_PAGES)
+def test_flat_wheel_pages_list_labelled_wheels_beside_them(mirror, variant: str) -> None:
+    process, _ = mirror
+    page_url = f"{process.url}/pytorch-wheels/{variant}/"
+    status, headers, page = fetch(page_url)
+    assert (status, headers["Content-Type"]) == (200, "text/html")
+    links = hrefs(page)
+    assert [href.split("-")[0] for href in links] == ["torch", "torchvision", "torchaudio"]
+    torch_href = links[0]
+    assert torch_href.startswith(f"torch-2.9.1%2B{variant}-cp311-cp311-manylinux_2_28_x86_64.whl#")
+    file_url, _, digest = urljoin(page_url, torch_href).partition("#sha256=")
+    _, _, data = fetch(file_url)
+    assert hashlib.sha256(data).hexdigest() == digest
+    assert f"Version: 2.9.1+{variant}\n" in wheel_metadata(data)
+
+
+def test_head_gives_the_length_without_a_body(mirror, root: Path) -> None:
+    process, _ = mirror
+    path = "anaconda/pkgs/main/noarch/repodata.json"
+    status, headers, body = fetch(f"{process.url}/{path}", method="HEAD")
+    assert (status, body) == (200, b"")
+    assert int(headers["Content-Length"]) == (root / path).stat().st_size
+
+
+def test_a_missing_file_is_404(mirror) -> None:
+    process, _ = mirror
+    assert fetch(f"{process.url}/anaconda/cloud/nvidia/linux-64/repodata.json")[0] == 404
+
+
+def test_every_request_is_logged_as_a_json_line(mirror) -> None:
+    process, state = mirror
+    path = "/anaconda/cloud/pytorch/noarch/repodata.json"
+    _, _, body = fetch(process.url + path)
+    entry = [e for e in read_log(state) if e["path"] == path][-1]
+    assert set(entry) >= {"time", "method", "path", "status", "bytes", "client", "user_agent"}
+    assert (entry["method"], entry["status"], entry["bytes"]) == ("GET", 200, len(body))
+    assert (entry["client"], entry["user_agent"]) == ("127.0.0.1", USER_AGENT)
+    assert process.log_path.is_file()
+
+
+def test_other_methods_are_refused_and_logged(mirror) -> None:
+    process, state = mirror
+    address = urlsplit(process.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=5)
+    connection.request("POST", "/pypi/web/simple/", body=b"x")
+    assert connection.getresponse().status == 501
+    entry = [e for e in read_log(state) if e["method"] == "POST"][-1]
+    assert (entry["path"], entry["status"]) == ("/pypi/web/simple/", 501)
+
+
+# ---- faults ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def faulted(mirror):
+    """The mirror, with every fault cleared after the test."""
+    process, state = mirror
+    yield process, state
+    for prefix in json.loads(process.faults_path.read_text()):
+        set_fault(state, prefix, None)
+
+
+def last_entry(state: Path, path: str) -> dict:
+    return [entry for entry in read_log(state) if entry["path"] == path][-1]
+
+
+def test_a_404_fault(faulted) -> None:
+    process, state = faulted
+    set_fault(state, "/anaconda/cloud/pytorch/", "404")
+    path = "/anaconda/cloud/pytorch/linux-64/repodata.json"
+    assert fetch(process.url + path)[0] == 404
+    assert fetch(f"{process.url}/anaconda/pkgs/main/linux-64/repodata.json")[0] == 200
+    assert (last_entry(state, path)["status"], last_entry(state, path)["fault"]) == (404, "404")
+
+
+def test_a_403_fault_answers_like_tunas_block_page(faulted) -> None:
+    process, state = faulted
+    set_fault(state, "/pypi/", "403")
+    status, _, body = fetch(f"{process.url}/pypi/web/simple/torch/")
+    assert status == 403
+    assert b"403 Forbidden" in body
+    assert b"00000069" in body
+
+
+def test_a_slow_fault_serves_after_the_delay(faulted) -> None:
+    process, state = faulted
+    set_fault(state, "/pytorch-wheels/", "slow", delay_s=0.4)
+    started = time.monotonic()
+    status, _, _ = fetch(f"{process.url}/pytorch-wheels/cpu/")
+    assert status == 200
+    assert time.monotonic() - started >= 0.4
+
+
+def test_a_down_fault_closes_the_connection_without_a_response(faulted) -> None:
+    process, state = faulted
+    set_fault(state, "/", "down")
+    address = urlsplit(process.url)
+    connection = http.client.HTTPConnection(address.hostname, address.port, timeout=5)
+    connection.request("GET", "/anaconda/pkgs/main/noarch/repodata.json")
+    with pytest.raises(http.client.RemoteDisconnected):
+        connection.getresponse()
+    entry = last_entry(state, "/anaconda/pkgs/main/noarch/repodata.json")
+    assert (entry["status"], entry["fault"]) == (None, "down")
+
+
+def test_the_longest_prefix_wins_and_clearing_restores_service(faulted) -> None:
+    process, state = faulted
+    set_fault(state, "/anaconda/", "404")
+    set_fault(state, "/anaconda/pkgs/main/", "403")
+    main = f"{process.url}/anaconda/pkgs/main/noarch/repodata.json"
+    assert fetch(main)[0] == 403
+    set_fault(state, "/anaconda/pkgs/main/", None)
+    assert fetch(main)[0] == 404
+    set_fault(state, "/anaconda/", None)
+    assert fetch(main)[0] == 200
+
+
+def test_unknown_faults_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown fault"):
+        set_fault(tmp_path, "/", "500")
+
+
+# ---- the process -----------------------------------------------------------------------------
+
+
+def test_starting_again_returns_the_running_mirror(mirror, root: Path) -> None:
+    process, state = mirror
+    assert start_mirror(root, state) == process
+    assert read_mirror(state) == process
+    saved = json.loads((state / "mirror.json").read_text())
+    assert MirrorProcess.from_json(saved) == process
+
+
+def pid_running(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rpartition(")")[2].split()[0] != "Z"
+
+
+def test_stop_leaves_no_process_and_no_state(root: Path, tmp_path: Path) -> None:
+    process = start_mirror(root, tmp_path)
+    assert pid_running(process.pid)
+    assert fetch(f"{process.url}/pypi/web/simple/")[0] == 200
+    stop_mirror(tmp_path)
+    assert not pid_running(process.pid)
+    assert not (tmp_path / "mirror.json").exists()
+    assert read_mirror(tmp_path) is None
+
+
+def test_a_fixed_port_is_used(root: Path, tmp_path: Path) -> None:
+    first = start_mirror(root, tmp_path / "first")
+    port = urlsplit(first.url).port
+    stop_mirror(tmp_path / "first")
+    second = start_mirror(root, tmp_path / "second", port=port)
+    try:
+        assert second.url == f"http://127.0.0.1:{port}"
+    finally:
+        stop_mirror(tmp_path / "second")
