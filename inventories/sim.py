@@ -21,6 +21,19 @@ def _lab_hosts() -> tuple[HostStatus, ...]:
     return lab.hosts
 
 
+def _lab_settings() -> dict:
+    """labtorch settings that point the deploy at the lab's own mirror; the packages there are
+    for Python 3.11, Debian's python3 on every host."""
+    mirror = status(default_state_dir()).mirror
+    if mirror is None or not mirror.up:
+        raise RuntimeError("the simulated lab's mirror is not running: run `labtorch sim up`")
+    return {
+        "torch_mirror_url": mirror.url,
+        "torch_wheel_mirror_url": f"{mirror.url}/pytorch-wheels/{{variant}}/",
+        "torch_python": "3.11",
+    }
+
+
 def _host_data(host: HostStatus) -> dict:
     return {
         "ssh_hostname": host.address,
@@ -36,5 +49,13 @@ def _host_data(host: HostStatus) -> dict:
 
 
 _HOSTS = _lab_hosts()
-gpu = [(host.name, _host_data(host)) for host in _HOSTS if host.group == "gpu"]
-cpu = [(host.name, _host_data(host)) for host in _HOSTS if host.group == "cpu"]
+_SETTINGS = _lab_settings()
+# The lab's mirror carries conda-forge's pytorch 2.7.1 (cpu, cuda126) and the 2.9.1 wheels.
+gpu = (
+    [(host.name, _host_data(host)) for host in _HOSTS if host.group == "gpu"],
+    {**_SETTINGS, "torch_release": "2.7.1"},
+)
+cpu = (
+    [(host.name, _host_data(host)) for host in _HOSTS if host.group == "cpu"],
+    {**_SETTINGS, "torch_release": "2.9.1"},
+)

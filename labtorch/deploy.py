@@ -70,7 +70,7 @@ def _plan(snapshot: HostSnapshot, settings: Settings) -> Plan | str:
     except RequestError as exc:
         return str(exc)
     if plan.refused:
-        return "; ".join(plan.reasons[-2:])
+        return plan.reasons[-1]
     return plan
 
 
@@ -87,7 +87,7 @@ def _conda_steps(snapshot: HostSnapshot, settings: Settings, plan: Plan) -> None
     conda.env(
         name="Install torch into the conda env",
         conda=snapshot.conda_exe,
-        env_name=settings.env,
+        prefix=snapshot.env_path,
         pins=[*plan.packages, *plan.toolkit],
         channels=list(plan.channels),
         python=plan.python,

@@ -57,6 +57,7 @@ class HostSnapshot:
     condarc_path: str | None
     condarc: str | None
     condarc_backup: bool
+    env_path: str
     env_prefix: str | None
     env_packages: dict[str, InstalledPackage] | None
     pip_conf_path: str
@@ -128,7 +129,8 @@ def snapshot_command(
             f'echo {MARK} condarc-backup; test -e "$rc{BACKUP_SUFFIX}" && echo yes',
             f'echo {MARK} condarc; if [ -n "$root" ] || [ {_q(condarc_scope)} != system ];'
             ' then cat "$rc" 2>/dev/null && echo; fi',
-            f'prefix={prefix}; echo {MARK} env; [ -d "$prefix" ] && echo "$prefix"',
+            f'prefix={prefix}; echo {MARK} env-path; echo "$prefix"',
+            f'echo {MARK} env; [ -d "$prefix" ] && echo "$prefix"',
             f'echo {MARK} conda-meta; [ -d "$prefix/conda-meta" ] &&'
             ' grep -H -m1 \'"url":\' "$prefix"/conda-meta/*.json 2>/dev/null',
             f'echo {MARK} dist-info; ls -d "$prefix"/lib/python3*/site-packages/*.dist-info'
@@ -265,6 +267,7 @@ def parse_snapshot(lines: list[str]) -> HostSnapshot:
         condarc_path=_first(sections.get("condarc-path")),
         condarc=_file_text(sections.get("condarc")),
         condarc_backup=_first(sections.get("condarc-backup")) == "yes",
+        env_path=_first(sections.get("env-path")) or "",
         env_prefix=prefix,
         env_packages=packages,
         pip_conf_path=_first(sections.get("pip-conf-path")) or "",

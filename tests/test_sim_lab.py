@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from labhelpers import ssh
 
 from labtorch.datafiles import DataError
 from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
@@ -57,26 +58,6 @@ def lab_dir(tmp_path_factory) -> Path:
 def hosts(lab_dir) -> dict[str, Profile]:
     """Host name -> its profile, as the lab reports it."""
     return {host.name: PROFILES.profiles[host.profile] for host in lab.status(lab_dir).hosts}
-
-
-def ssh(lab_dir: Path, host: str, command: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        # curve25519: OpenSSH's default post-quantum key exchange costs ~0.1 s of CPU per call.
-        [
-            "ssh",
-            "-F",
-            str(lab_dir / "ssh_config"),
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "KexAlgorithms=curve25519-sha256",
-            host,
-            command,
-        ],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
 
 
 def hosts_with(hosts: dict[str, Profile], test) -> list[tuple[str, Profile]]:

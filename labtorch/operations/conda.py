@@ -51,7 +51,7 @@ def _conda(conda: str, cuda: str | None, *words: str | QuoteString) -> StringCom
 @operation()
 def env(
     conda: str,
-    env_name: str,
+    prefix: str,
     pins: list[PackagePin],
     channels: list[str],
     python: str,
@@ -59,14 +59,14 @@ def env(
     installed: dict[str, InstalledPackage] | None,
 ):
     """
-    Create or repair the conda env ``env_name`` so that it holds exactly the plan's pins.
+    Create or repair the conda env at ``prefix`` so that it holds exactly the plan's pins.
 
     Installs with ``--override-channels`` and only the plan's channels (resolved to the mirror
     by the condarc labtorch owns), so nothing is fetched upstream. A matching env is left alone;
     other envs are never touched.
 
     + conda: the conda executable
-    + env_name: the env's name
+    + prefix: the env's directory (by path, not by name: a user's ``envs_dirs`` must not move it)
     + pins: the plan's packages and toolkit, with exact versions and build strings
     + channels: the plan's channel names, in priority order
     + python: the env's Python version
@@ -75,17 +75,17 @@ def env(
     """
     verdict = env_verdict(pins, installed)
     if verdict.action == OK:
-        host.noop(f"conda env {env_name} already holds {', '.join(p.spec for p in pins)}")
+        host.noop(f"conda env {prefix} already holds {', '.join(p.spec for p in pins)}")
         return
     if verdict.remove:
         yield _conda(
-            conda, cuda, "remove", "-n", QuoteString(env_name), "-y", "-q",
+            conda, cuda, "remove", "-p", QuoteString(prefix), "-y", "-q",
             *(QuoteString(package) for package in verdict.remove),
         )  # fmt: skip
     verb = "create" if verdict.action == CREATE else "install"
     with_python = [QuoteString(f"python={python}")] if verdict.action == CREATE else []
     yield _conda(
-        conda, cuda, verb, "-n", QuoteString(env_name), "--override-channels",
+        conda, cuda, verb, "-p", QuoteString(prefix), "--override-channels",
         *(word for channel in channels for word in ("-c", QuoteString(channel))),
         "-y", "-q", *with_python, *(QuoteString(pin.spec) for pin in pins),
     )  # fmt: skip

@@ -149,6 +149,11 @@ class LabStatus:
         return asdict(self)
 
 
+def mirror_state_dir(state_dir: Path) -> Path:
+    """Where the lab's mirror keeps its state: request log, faults, pid (see ``sim.mirror``)."""
+    return _State(state_dir).mirror
+
+
 def default_state_dir() -> Path:
     return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
 

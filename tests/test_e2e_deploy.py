@@ -1,0 +1,185 @@
+"""The deploy end to end: the real pyinfra CLI over real SSH against the simulated lab.
+
+One lab of the 8 default profiles is brought up for the module; the tests run in order: the
+first run converges every host the rules can plan and fails the others alone; the second run
+changes nothing; each drift, made on one host, is repaired on that host alone; the user's own
+condarc keys and other envs survive; every download went to the lab's mirror.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from labhelpers import ssh
+
+from labtorch.sim import lab
+from labtorch.sim.mirror import read_log
+
+REPO = Path(__file__).resolve().parents[1]
+PYINFRA = str(Path(os.sys.executable).parent / "pyinfra")
+CONDA_HOSTS = ["lab01", "lab02", "lab03", "lab04", "lab05", "lab06"]
+USER_CONDARC = "envs_dirs: [/data/envs]\ncustom_channels:\n  bioconda: https://bio.example/cloud\n"
+
+
+@pytest.fixture(scope="module")
+def lab_dir(tmp_path_factory) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("the simulated lab needs root")
+    state_dir = tmp_path_factory.mktemp("e2e-lab")
+    try:
+        lab.up(None, None, state_dir)
+        # What a user had before labtorch: their own condarc keys, and an env of their own.
+        must(ssh(state_dir, "lab02", f"printf '{USER_CONDARC}' > /opt/conda/.condarc"))
+        must(ssh(state_dir, "lab03", "/opt/conda/bin/conda create -n mine -y -q python=3.11 "
+                                     "--override-channels -c " + mirror_url(state_dir) +
+                                     "/anaconda/pkgs/main"))  # fmt: skip
+        yield state_dir
+    finally:
+        lab.down(state_dir)
+
+
+def must(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return done.stdout.decode()
+
+
+def mirror_url(state_dir: Path) -> str:
+    return lab.status(state_dir).mirror.url
+
+
+def deploy(lab_dir: Path, *extra: str) -> tuple[int, dict | None, str]:
+    """Run the real CLI with --json; returns the exit status, the JSON results and stderr."""
+    done = subprocess.run(
+        [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--json", *extra],
+        cwd=REPO,
+        env={**os.environ, "LABTORCH_SIM_DIR": str(lab_dir)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    results = json.loads(done.stdout)["results"] if done.stdout.strip() else None
+    return done.returncode, results, done.stderr
+
+
+def changed_hosts(results: dict) -> set[str]:
+    return {name for op in results["operations"] for name in op["success"]}
+
+
+def by_op(results: dict, field: str) -> dict[str, list[str]]:
+    return {op["name"].split(" | ")[1]: sorted(op[field]) for op in results["operations"]}
+
+
+def test_first_run_converges_every_plannable_host(lab_dir):
+    status, results, stderr = deploy(lab_dir)
+    assert status == 1  # one host cannot be planned
+    assert results["failed_hosts"] == ["lab08"]
+    assert "driver-not-loaded" in stderr and "modprobe nvidia" in stderr
+    changes = by_op(results, "success")
+    assert changes["Install torch into the conda env"] == CONDA_HOSTS
+    assert changes["Install torch into the venv"] == ["lab07"]
+    assert changes["Point conda at the mirror"] == CONDA_HOSTS
+    assert by_op(results, "error")["Plan PyTorch"] == ["lab08"]
+
+
+@pytest.mark.parametrize(
+    ("host", "python", "expected"),
+    [
+        ("lab01", "/opt/conda/envs/torch/bin/python", "2.7.1 12.6 True"),  # H100, driver 570
+        ("lab04", "/opt/conda/envs/torch/bin/python", "2.7.1 12.6 True"),  # Pascal gets cu126
+        ("lab03", "/opt/conda/envs/torch/bin/python", "2.7.1 None False"),  # CUDA 12.2 < 12.6
+        ("lab07", "/opt/labtorch/venvs/torch/bin/python", "2.9.1+cpu None False"),
+    ],
+)
+def test_each_host_got_its_build(lab_dir, host, python, expected):
+    probe = "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())"
+    assert must(ssh(lab_dir, host, f"{python} -c '{probe}'")).strip() == expected
+
+
+def test_second_run_changes_nothing(lab_dir):
+    status, results, _ = deploy(lab_dir)
+    assert status == 1
+    assert changed_hosts(results) == set()
+    assert results["failed_hosts"] == ["lab08"]
+
+
+def test_user_condarc_keys_and_other_envs_survive(lab_dir):
+    condarc = yaml.safe_load(must(ssh(lab_dir, "lab02", "cat /opt/conda/.condarc")))
+    assert condarc["envs_dirs"] == ["/data/envs"]
+    assert condarc["custom_channels"]["bioconda"] == "https://bio.example/cloud"
+    assert condarc["channels"] == ["conda-forge"]
+    backup = must(ssh(lab_dir, "lab02", "cat /opt/conda/.condarc.labtorch-backup"))
+    assert backup == USER_CONDARC
+    envs = json.loads(must(ssh(lab_dir, "lab03", "/opt/conda/bin/conda env list --json")))
+    assert "/opt/conda/envs/mine" in envs["envs"]
+    mine = json.loads(must(ssh(lab_dir, "lab03", "/opt/conda/bin/conda list -n mine --json")))
+    assert "pytorch" not in {package["name"] for package in mine}
+
+
+DRIFTS = {
+    "condarc edited": ("lab01", "sed -i 's/conda-forge$/defaults/' /opt/conda/.condarc"),
+    "channel removed": (
+        "lab02",
+        "sed -i '/conda-forge: /d' /opt/conda/.condarc",
+    ),
+    "torch replaced by its CPU build": (
+        "lab04",
+        "CONDA_OVERRIDE_CUDA= /opt/conda/bin/conda install -n torch -y -q --override-channels "
+        "-c conda-forge 'pytorch=2.7.1=cpu_*'",
+    ),
+    "package removed": ("lab05", "/opt/conda/bin/conda remove -n torch -y -q torchaudio"),
+    "env deleted": ("lab06", "/opt/conda/bin/conda remove -n torch --all -y -q"),
+    "pip index changed": (
+        "lab07",
+        "sed -i 's|index-url = .*|index-url = https://pypi.org/simple|' "
+        "/opt/labtorch/venvs/torch/pip.conf",
+    ),
+    "venv torch replaced by another label": (
+        "lab07",
+        "/opt/labtorch/venvs/torch/bin/python -m pip uninstall -q -y torch",
+    ),
+}
+
+
+@pytest.mark.parametrize("drift", list(DRIFTS))
+def test_drift_is_repaired_on_that_host_alone(lab_dir, drift):
+    host, command = DRIFTS[drift]
+    must(ssh(lab_dir, host, command))
+    _, results, _ = deploy(lab_dir)
+    assert changed_hosts(results) == {host}
+    _, again, _ = deploy(lab_dir)
+    assert changed_hosts(again) == set(), f"{drift}: not stable after the repair"
+
+
+def test_cpu_drift_repair_brought_back_the_cuda_build(lab_dir):
+    probe = "import torch; print(torch.version.cuda, torch.cuda.is_available())"
+    python = "/opt/conda/envs/torch/bin/python"
+    assert must(ssh(lab_dir, "lab04", f"{python} -c '{probe}'")).strip() == "12.6 True"
+
+
+def test_every_download_went_to_the_mirror(lab_dir):
+    log = read_log(lab.mirror_state_dir(lab_dir))
+    downloads = [entry["path"] for entry in log if entry["path"].endswith((".tar.bz2", ".whl"))]
+    assert any("/anaconda/cloud/conda-forge/linux-64/pytorch-2.7.1-cuda126" in p for p in downloads)
+    assert any(p.startswith("/pytorch-wheels/cpu/torch-2.9.1") for p in downloads)
+    url = mirror_url(lab_dir)
+    for host in CONDA_HOSTS:
+        meta = must(
+            ssh(lab_dir, host, "grep -h '\"url\":' /opt/conda/envs/torch/conda-meta/*.json")
+        )
+        urls = [line.split('"url": "')[1].split('"')[0] for line in meta.splitlines()]
+        assert urls and all(u.startswith(url) for u in urls), host
+
+
+def test_bad_setting_stops_before_any_host_is_touched(lab_dir):
+    before = len(read_log(lab.mirror_state_dir(lab_dir)))
+    status, results, stderr = deploy(lab_dir, "--data", "torch_variant=cuda12")
+    assert status != 0
+    assert results is None or changed_hosts(results) == set()
+    assert "torch_variant" in stderr and "must look like auto, cpu or cu121" in stderr
+    assert len(read_log(lab.mirror_state_dir(lab_dir))) == before
