@@ -21,7 +21,7 @@ from labhelpers import ssh
 
 from labtorch.datafiles import DataError
 from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
-from labtorch.sim import lab
+from labtorch.sim import STATE_DIR_ENV, lab
 from labtorch.sim.cli import add_sim_parser
 from labtorch.sim.profiles import Profile, load_profiles
 
@@ -256,7 +256,7 @@ def test_pyinfra_runs_on_every_host(lab_dir, hosts):
             *["inventories/sim.py", "exec", "-y", "--", "hostname"],
         ],
         cwd=REPO,
-        env={**os.environ, lab.STATE_DIR_ENV: str(lab_dir)},
+        env={**os.environ, STATE_DIR_ENV: str(lab_dir)},
         capture_output=True,
         text=True,
         timeout=120,

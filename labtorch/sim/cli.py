@@ -2,6 +2,9 @@
 
 Exit status: 0 done; 1 the lab could not start or stop (a host that failed is named, with the
 tail of its sshd log); 2 bad input, such as a profiles file that does not match the schema.
+
+The handlers import the lab when they run: ``labtorch plan`` shares this parser and must not pay
+for the lab's imports.
 """
 
 from __future__ import annotations
@@ -11,9 +14,13 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labtorch.datafiles import DataError
-from labtorch.sim import lab
+from labtorch.sim import DEFAULT_STATE_DIR, STATE_DIR_ENV, default_state_dir
+
+if TYPE_CHECKING:
+    from labtorch.sim.lab import LabStatus
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -43,16 +50,18 @@ def add_sim_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
             "--state-dir",
             type=Path,
             default=None,
-            help=f"the lab's directory (default ${lab.STATE_DIR_ENV} or {lab.DEFAULT_STATE_DIR})",
+            help=f"the lab's directory (default ${STATE_DIR_ENV} or {DEFAULT_STATE_DIR})",
         )
     return sim
 
 
 def _state_dir(args: argparse.Namespace) -> Path:
-    return args.state_dir or lab.default_state_dir()
+    return args.state_dir or default_state_dir()
 
 
 def up_command(args: argparse.Namespace) -> int:
+    from labtorch.sim import lab
+
     started = time.monotonic()
     try:
         result = lab.up(args.hosts, args.profiles, _state_dir(args))
@@ -68,6 +77,8 @@ def up_command(args: argparse.Namespace) -> int:
 
 
 def down_command(args: argparse.Namespace) -> int:
+    from labtorch.sim import lab
+
     try:
         lab.down(_state_dir(args))
     except lab.LabError as exc:
@@ -76,12 +87,14 @@ def down_command(args: argparse.Namespace) -> int:
 
 
 def status_command(args: argparse.Namespace) -> int:
+    from labtorch.sim import lab
+
     result = lab.status(_state_dir(args))
     print(json.dumps(result.to_dict(), indent=2) if args.json else render_status(result))
     return EXIT_OK
 
 
-def render_status(status: lab.LabStatus) -> str:
+def render_status(status: LabStatus) -> str:
     """One line per host and one for the mirror."""
     mirror = status.mirror
     lines = [f"lab in {status.state_dir}"]

@@ -41,8 +41,6 @@ from labtorch.sim.mirror_content import build_mirror_content
 from labtorch.sim.profiles import Profile, load_profiles
 from labtorch.sim.runtime import RUNTIME_MOUNT, build_runtime, install_conda
 
-DEFAULT_STATE_DIR = Path("/tmp/labtorch-sim")
-STATE_DIR_ENV = "LABTORCH_SIM_DIR"
 HIDDEN_TEMP_DIRS = ("/tmp", "/var/tmp")
 ADDRESS = "127.0.0.1"
 USER = "root"
@@ -152,10 +150,6 @@ class LabStatus:
 def mirror_state_dir(state_dir: Path) -> Path:
     """Where the lab's mirror keeps its state: request log, faults, pid (see ``sim.mirror``)."""
     return _State(state_dir).mirror
-
-
-def default_state_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV) or DEFAULT_STATE_DIR)
 
 
 # --- state layout --------------------------------------------------------------------------------
