@@ -77,6 +77,21 @@ class ArchList:
                 ptx = capability
         return cls(tuple(sorted(sass)), ptx)
 
+    @classmethod
+    def from_torch(cls, names: list[str]) -> ArchList:
+        """From ``torch.cuda.get_arch_list()``: ``sm_86`` is SASS, ``compute_120`` PTX.
+
+        Arch-specific targets such as ``sm_90a`` run on that one GPU only, so they are left out.
+        """
+        sass, ptx = [], []
+        for name in names:
+            try:
+                capability = ComputeCapability.parse(name)
+            except ValueError:
+                continue
+            (ptx if name.startswith("compute_") else sass).append(capability)
+        return cls(tuple(sorted(sass)), max(ptx) if ptx else None)
+
     def kernel_for(self, gpu: ComputeCapability) -> str | None:
         """How this build runs on ``gpu``: ``"sm_86"`` (SASS), ``"compute_120"`` (PTX JIT), or None.
 

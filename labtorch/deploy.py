@@ -6,6 +6,10 @@ read, fails alone with its reason; bad settings fail the whole run before any ho
 
 from __future__ import annotations
 
+import atexit
+import json
+import os
+import sys
 from pathlib import Path
 
 from pyinfra import host
@@ -17,12 +21,18 @@ from labtorch.compat import load_compat
 from labtorch.condarc import mirror_config
 from labtorch.facts.labhost import LabHost
 from labtorch.fleet import catalog_for, host_facts, request_for
+from labtorch.nvidia_smi import SmiReport
 from labtorch.operations import checks, conda, pipenv
+from labtorch.report import fleet_report, host_record, render_table
 from labtorch.rules import Plan, RequestError, plan_for_host
 from labtorch.settings import PREFIX, Settings, SettingsError, check_keys, settings_from
 from labtorch.snapshot import HostSnapshot
+from labtorch.verdict import Expectation
 
+REPORT_DIR_ENV = "LABTORCH_REPORT_DIR"
 _checked: set[int] = set()
+# What the deploy learnt per host, for the fleet report written when the pyinfra run ends.
+_fleet: dict[str, dict] = {}
 
 
 def _where_group_sets(group: str, key: str) -> str:
@@ -96,10 +106,67 @@ def _conda_steps(snapshot: HostSnapshot, settings: Settings, plan: Plan) -> None
     )
 
 
+def _record(**values) -> None:
+    entry = _fleet.setdefault(host.name, {"host": host, "inventory": host.inventory})
+    entry.update(values)
+
+
+def write_fleet_report() -> None:
+    """At the end of the run: the fleet table on stderr (stdout may be pyinfra's JSON), and the
+    report as JSON in $LABTORCH_REPORT_DIR (default ./.labtorch)."""
+    if not _fleet:
+        return
+    inventory = next(iter(_fleet.values()))["inventory"]
+    records = []
+    for target in inventory:
+        entry = _fleet.get(target.name, {})
+        probe = target.data.get("labtorch_probe") or {}
+        records.append(
+            host_record(
+                target.name,
+                list(target.groups),
+                entry.get("snapshot"),
+                entry.get("plan"),
+                entry.get("refusal", None if entry else "the host could not be reached"),
+                probe.get("probe"),
+                probe.get("verdict"),
+            )
+        )
+    report = fleet_report(records)
+    directory = Path(os.environ.get(REPORT_DIR_ENV) or ".labtorch")
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    print("\n--> labtorch fleet report\n" + render_table(report), file=sys.stderr)
+    print(f"    written to {directory / 'report.json'}", file=sys.stderr)
+
+
+def _refuse(step: str, reason: str) -> None:
+    _record(refusal=reason)
+    checks.refuse(name=step, reason=reason)
+
+
+def _expectation(snapshot: HostSnapshot, plan: Plan) -> Expectation:
+    smi = snapshot.nvidia_smi
+    mirrors = [*plan.channel_urls, *(pin.url for pin in (*plan.packages, *plan.toolkit))]
+    if plan.index_url:
+        mirrors.append(plan.index_url)
+    return Expectation(
+        torch=plan.torch.version,
+        variant=plan.variant,
+        cuda=plan.cuda,
+        gpus=len(smi.gpus) if isinstance(smi, SmiReport) else 0,
+        mirrors=mirrors,
+        plan_note="; ".join(plan.warnings) or plan.reasons[-1],
+    )
+
+
 @deploy("labtorch: PyTorch")
 def install_pytorch() -> None:
-    """Bring this host to the build the rules choose for it, through the mirror."""
+    """Bring this host to the build the rules choose for it, through the mirror, and prove it."""
     check_inventory_settings(host.inventory)
+    if not _fleet:
+        atexit.register(write_fleet_report)
+    _record()
     settings = settings_from(host.data.dict())
     snapshot = host.get_fact(
         LabHost,
@@ -110,28 +177,28 @@ def install_pytorch() -> None:
         pip_scope=settings.pip_scope,
     )
     if snapshot is None:
-        checks.refuse(name="Read host facts", reason="the host's facts could not be read")
+        _refuse("Read host facts", "the host's facts could not be read")
         return
+    _record(snapshot=snapshot)
     plan = _plan(snapshot, settings)
     if isinstance(plan, str):
-        checks.refuse(name="Plan PyTorch", reason=plan)
+        _refuse("Plan PyTorch", plan)
         return
-    host.data.labtorch_plan = plan
+    _record(plan=plan)
     if settings.installer == "conda" and snapshot.conda_exe is None:
-        checks.refuse(
-            name="Find conda",
-            reason="no conda found (CONDA_EXE, PATH, /opt/conda, ~/miniconda3, ~/miniforge3); "
+        _refuse(
+            "Find conda",
+            "no conda found (CONDA_EXE, PATH, /opt/conda, ~/miniconda3, ~/miniforge3); "
             "install Miniconda or Miniforge, or set torch_installer = 'pip' for this host",
         )
         return
     if settings.installer == "conda":
         _conda_steps(snapshot, settings, plan)
     else:
-        prefix = f"{settings.venv_root.rstrip('/')}/{settings.env}"
         pipenv.venv(
             name="Install torch into the venv",
             python="python3",
-            prefix=prefix,
+            prefix=snapshot.env_path,
             pins=[*plan.packages, *plan.toolkit],
             index_url=plan.index_url,
             wheel_index=list(plan.wheel_index) if plan.wheel_index else None,
@@ -143,4 +210,9 @@ def install_pytorch() -> None:
         index_url=catalog_for(settings)[request_for(settings).mirror].pypi,
         current=snapshot.pip_conf,
         has_backup=snapshot.pip_conf_backup,
+    )
+    checks.verify(
+        name="Prove torch works",
+        python=f"{snapshot.env_path}/bin/python",
+        expected=_expectation(snapshot, plan),
     )

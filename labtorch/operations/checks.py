@@ -1,8 +1,12 @@
-"""Failing one host with its reason, without stopping the others."""
+"""Checks that fail one host with its reason, without stopping the others."""
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
+
+from labtorch.facts.probe import TorchProbe
+from labtorch.verdict import Expectation, judge
 
 
 def failing_command(reason: str) -> StringCommand:
@@ -22,3 +26,23 @@ def refuse(reason: str):
     + reason: what is wrong and what to do, in plain English
     """
     yield failing_command(reason)
+
+
+@operation()
+def verify(python: str, expected: Expectation):
+    """
+    Prove that torch really works in the env: the planned build, a matmul on every GPU, and
+    every torch-family package from the mirror. Fails the host, with the reasons, when not.
+
+    The probe's result is kept in ``host.data.labtorch_probe`` for the fleet report.
+
+    + python: the env's python
+    + expected: what the plan promises (version, variant, CUDA, GPU count, mirror URLs)
+    """
+    probe = host.get_fact(TorchProbe, python=python)
+    verdict = judge(probe, expected)
+    host.data.labtorch_probe = {"probe": probe, "verdict": verdict}
+    if verdict.passed:
+        host.noop(f"torch {expected.torch} works ({expected.variant})")
+        return
+    yield failing_command("probe failed: " + "; ".join(verdict.failures))

@@ -9,6 +9,7 @@ from labtorch.envdiff import CREATE, OK, env_verdict
 from labtorch.operations.checks import failing_command
 from labtorch.operations.files import replace_file
 from labtorch.pipconf import PipConfError, pip_conf_change
+from labtorch.probe_script import PIP_REPORT
 from labtorch.rules import PackagePin
 from labtorch.snapshot import InstalledPackage
 
@@ -66,7 +67,10 @@ def venv(
     if wheel_index:
         layout, url = wheel_index
         sources += ["--find-links" if layout == "flat" else "--extra-index-url", QuoteString(url)]
+    # pip records no index URL of its own; the report it writes is the probe's provenance.
+    report = QuoteString(f"{prefix}/{PIP_REPORT}")
     yield StringCommand(
         QuoteString(f"{prefix}/bin/python"), "-m", "pip", "install", "-q",
-        "--disable-pip-version-check", *sources, *(QuoteString(pin.spec) for pin in pins),
+        "--disable-pip-version-check", "--report", report, *sources,
+        *(QuoteString(pin.spec) for pin in pins),
     )  # fmt: skip

@@ -1,0 +1,186 @@
+"""The fleet report: one record per host, as JSON (schema below) and as a terminal table.
+
+JSON schema (``schema: 1``)::
+
+    {"schema": 1, "generated": "<ISO 8601 UTC>", "tool": "labtorch",
+     "summary": {"hosts": N, "ok": N, "failed": N},
+     "hosts": [{
+        "name": "lab04", "groups": ["gpu"], "status": "ok" | "failed", "reason": str | null,
+        "platform": "linux-64",
+        "driver": {"version": str | null, "cuda": str | null, "kernel_module": str | null,
+                   "error": {"kind": str, "meaning": str} | null},
+        "gpus": [{"index": 0, "name": str, "capability": "6.1" | null, "memory_mib": int | null,
+                  "mig": bool | null}],
+        "plan": {"refused": bool, "torch": "2.7.1" | null, "variant": "cu126" | null,
+                 "cuda": "12.6" | null, "installer": "conda" | "pip", "pins": [spec, ...],
+                 "sources": [url, ...], "reasons": [str, ...], "warnings": [str, ...]} | null,
+        "installed": {"torch": str | null, "torchvision": str | null, "torchaudio": str | null,
+                      "cuda": str | null, "cuda_available": bool | null,
+                      "devices": [{"index", "name", "capability", "matmul"}]} | null,
+        "provenance": {"torch": url | null, ...},
+        "probe": {"passed": bool, "failures": [str, ...], "notes": [str, ...]} | null
+     }]}
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict
+
+from labtorch.nvidia_smi import SmiFailure, SmiReport
+from labtorch.rules import Plan
+from labtorch.snapshot import HostSnapshot
+from labtorch.verdict import FAMILY, Verdict
+
+SCHEMA = 1
+
+
+def _driver(snapshot: HostSnapshot | None) -> dict:
+    smi = snapshot.nvidia_smi if snapshot else None
+    return {
+        "version": smi.driver_version if isinstance(smi, SmiReport) else None,
+        "cuda": smi.cuda_version if isinstance(smi, SmiReport) else None,
+        "kernel_module": snapshot.kernel_driver if snapshot else None,
+        "error": {"kind": smi.kind.value, "meaning": smi.meaning}
+        if isinstance(smi, SmiFailure)
+        else None,
+    }
+
+
+def _gpus(snapshot: HostSnapshot | None) -> list[dict]:
+    smi = snapshot.nvidia_smi if snapshot else None
+    if not isinstance(smi, SmiReport):
+        return []
+    return [
+        {
+            "index": gpu.index,
+            "name": gpu.name,
+            "capability": str(gpu.capability) if gpu.capability else None,
+            "memory_mib": gpu.memory_mib,
+            "mig": gpu.mig_enabled,
+        }
+        for gpu in smi.gpus
+    ]
+
+
+def _plan(plan: Plan | None) -> dict | None:
+    if plan is None:
+        return None
+    pins = (*plan.packages, *plan.toolkit)
+    return {
+        "refused": plan.refused,
+        "torch": plan.torch.version if plan.torch else None,
+        "variant": plan.variant,
+        "cuda": plan.cuda,
+        "installer": plan.installer,
+        "pins": [pin.spec for pin in pins],
+        "sources": sorted({pin.url for pin in pins}),
+        "reasons": list(plan.reasons),
+        "warnings": list(plan.warnings),
+    }
+
+
+def _installed(probe: dict | None) -> dict | None:
+    if not probe:
+        return None
+    gpu = probe.get("gpu") or {}
+    packages = probe.get("packages", {})
+    return {
+        **{name: packages.get(name, {}).get("version") for name in FAMILY},
+        "cuda": gpu.get("cuda"),
+        "cuda_available": gpu.get("available"),
+        "devices": gpu.get("devices", []),
+    }
+
+
+def host_record(
+    name: str,
+    groups: list[str],
+    snapshot: HostSnapshot | None,
+    plan: Plan | None,
+    refusal: str | None,
+    probe: dict | None,
+    verdict: Verdict | None,
+) -> dict:
+    """One host's entry of the report; ``refusal`` is why it got no plan (or no install)."""
+    if refusal:
+        status, reason = "failed", refusal
+    elif verdict is None:
+        status, reason = "failed", "the deploy did not reach the probe"
+    elif not verdict.passed:
+        status, reason = "failed", "; ".join(verdict.failures)
+    else:
+        status, reason = "ok", None
+    origins = (probe or {}).get("origins") or {}
+    return {
+        "name": name,
+        "groups": sorted(groups),
+        "status": status,
+        "reason": reason,
+        "platform": snapshot.platform if snapshot else None,
+        "driver": _driver(snapshot),
+        "gpus": _gpus(snapshot),
+        "plan": _plan(plan),
+        "installed": _installed(probe),
+        "provenance": {name: (origins.get(name) or {}).get("url") for name in FAMILY},
+        "probe": asdict(verdict) if verdict else None,
+    }
+
+
+def fleet_report(records: list[dict], now: dt.datetime | None = None) -> dict:
+    hosts = sorted(records, key=lambda record: record["name"])
+    ok = sum(1 for record in hosts if record["status"] == "ok")
+    generated = (now or dt.datetime.now(dt.timezone.utc)).isoformat(timespec="seconds")
+    return {
+        "schema": SCHEMA,
+        "generated": generated,
+        "tool": "labtorch",
+        "summary": {"hosts": len(hosts), "ok": ok, "failed": len(hosts) - ok},
+        "hosts": hosts,
+    }
+
+
+def _gpu_summary(record: dict) -> str:
+    if record["driver"]["error"]:
+        return f"driver: {record['driver']['error']['kind']}"
+    gpus = record["gpus"]
+    if not gpus:
+        return "no GPU"
+    names = {gpu["name"] for gpu in gpus}
+    first = next(iter(names))
+    return f"{len(gpus)}x {first}" if len(names) == 1 else f"{len(gpus)} GPUs"
+
+
+def _build(record: dict) -> str:
+    installed = record["installed"] or {}
+    plan = record["plan"] or {}
+    torch = installed.get("torch") or "-"
+    variant = plan.get("variant") or "-"
+    return f"{torch} ({variant})"
+
+
+def render_table(report: dict) -> str:
+    """A compact table for the terminal, one line per host, then the reasons of failed hosts."""
+    rows = [("host", "status", "GPUs", "driver / CUDA", "torch (variant)")]
+    for record in report["hosts"]:
+        driver = record["driver"]
+        rows.append(
+            (
+                record["name"],
+                record["status"].upper(),
+                _gpu_summary(record),
+                f"{driver['version'] or '-'} / {driver['cuda'] or '-'}",
+                _build(record),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
+    summary = report["summary"]
+    lines.append(f"{summary['ok']} of {summary['hosts']} hosts ok, {summary['failed']} failed")
+    for record in report["hosts"]:
+        if record["reason"]:
+            lines.append(f"  {record['name']}: {record['reason']}")
+    return "\n".join(lines)
