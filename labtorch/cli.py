@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 from pathlib import Path
 
 from labtorch.commands import install_command
@@ -95,17 +96,8 @@ def _facts(args: argparse.Namespace) -> HostFacts:
 
 
 def _request(args: argparse.Namespace) -> Request:
-    return Request(
-        torch=args.torch,
-        installer=args.installer,
-        variant=args.variant,
-        driver_policy=args.driver_policy,
-        toolkit=args.toolkit,
-        python=args.python,
-        conda_channel=args.conda_channel,
-        mirror=args.mirror,
-        wheel_mirror=args.wheel_mirror,
-    )
+    # Every field of Request has an option of the same name.
+    return Request(**{field.name: getattr(args, field.name) for field in fields(Request)})
 
 
 def render_plan(plan: Plan, command: str) -> str:
