@@ -41,9 +41,10 @@ torch_mirror_url = None
 torch_wheel_mirror = "aliyun"
 torch_wheel_mirror_url = None
 
-# The condarc labtorch owns: "system" (the conda root's .condarc), "user" (~/.condarc of the SSH
-# user) or an absolute path. The user's original is kept once as <file>.labtorch-backup.
-torch_condarc_scope = "system"
+# The condarc labtorch owns: "auto" ("system" when the SSH user is root, else "user"), "system"
+# (the conda root's .condarc), "user" (~/.condarc of the SSH user) or an absolute path. The
+# user's original is kept once as <file>.labtorch-backup.
+torch_condarc_scope = "auto"
 
 # The pip.conf labtorch owns: "env" (the env's own pip.conf), "user", "global" or a path.
 torch_pip_scope = "env"

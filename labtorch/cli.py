@@ -17,6 +17,7 @@ from labtorch.compat import load_compat
 from labtorch.datafiles import DataError
 from labtorch.mirrors import load_catalog
 from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
+from labtorch.report_cli import add_report_parser
 from labtorch.rules import (
     AUTO,
     CONDA_CHANNELS,
@@ -165,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.set_defaults(handler=plan_command)
     add_sim_parser(commands)
+    add_report_parser(commands)
     return parser
 
 

@@ -24,6 +24,7 @@ from labtorch.fleet import catalog_for, host_facts, request_for
 from labtorch.nvidia_smi import SmiReport
 from labtorch.operations import checks, conda, pipenv
 from labtorch.report import fleet_report, host_record, render_table
+from labtorch.report_html import render_html
 from labtorch.rules import Plan, RequestError, plan_for_host
 from labtorch.settings import PREFIX, Settings, SettingsError, check_keys, settings_from
 from labtorch.snapshot import HostSnapshot
@@ -113,14 +114,14 @@ def _record(**values) -> None:
 
 def write_fleet_report() -> None:
     """At the end of the run: the fleet table on stderr (stdout may be pyinfra's JSON), and the
-    report as JSON in $LABTORCH_REPORT_DIR (default ./.labtorch)."""
+    report as JSON and as an HTML page in $LABTORCH_REPORT_DIR (default ./.labtorch)."""
     if not _fleet:
         return
     inventory = next(iter(_fleet.values()))["inventory"]
     records = []
     for target in inventory:
         entry = _fleet.get(target.name, {})
-        probe = target.data.get("labtorch_probe") or {}
+        probe = checks.probe_results.get(target.name, {})
         records.append(
             host_record(
                 target.name,
@@ -136,8 +137,9 @@ def write_fleet_report() -> None:
     directory = Path(os.environ.get(REPORT_DIR_ENV) or ".labtorch")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (directory / "report.html").write_text(render_html(report), encoding="utf-8")
     print("\n--> labtorch fleet report\n" + render_table(report), file=sys.stderr)
-    print(f"    written to {directory / 'report.json'}", file=sys.stderr)
+    print(f"    written to {directory / 'report.json'} and report.html", file=sys.stderr)
 
 
 def _refuse(step: str, reason: str) -> None:

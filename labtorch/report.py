@@ -20,6 +20,16 @@ JSON schema (``schema: 1``)::
         "provenance": {"torch": url | null, ...},
         "probe": {"passed": bool, "failures": [str, ...], "notes": [str, ...]} | null
      }]}
+
+An audit (``labtorch report``) has the same shape, plus ``"kind": "audit"`` at the top (a deploy's
+report has no ``kind``). Its hosts have no plan (``plan``, ``installed`` null, ``provenance``
+all null); ``probe`` gathers the host's failures (each env's prefixed by the env's path), and
+each host lists the envs found with torch::
+
+        "envs": [{"prefix": "/opt/conda/envs/torch", "kind": "conda" | "venv",
+                  "python": "3.11" | null, "variant": "cu126" | "cpu" | null,
+                  "installed": {...as above} | null, "provenance": {"torch": url | null, ...},
+                  "probe": {"passed": bool, "failures": [str, ...], "notes": [str, ...]}}]
 """
 
 from __future__ import annotations
@@ -27,12 +37,14 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict
 
+from labtorch.audit import env_variant, judge_env, judge_host
 from labtorch.nvidia_smi import SmiFailure, SmiReport
 from labtorch.rules import Plan
 from labtorch.snapshot import HostSnapshot
 from labtorch.verdict import FAMILY, Verdict
 
 SCHEMA = 1
+UNREACHABLE = "the host could not be reached"
 
 
 def _driver(snapshot: HostSnapshot | None) -> dict:
@@ -93,6 +105,16 @@ def _installed(probe: dict | None) -> dict | None:
     }
 
 
+def _provenance(probe: dict | None) -> dict:
+    origins = (probe or {}).get("origins") or {}
+    return {name: (origins.get(name) or {}).get("url") for name in FAMILY}
+
+
+def host_hardware(snapshot: HostSnapshot) -> dict:
+    """A host's platform, driver and GPUs as the report records them (plain JSON values)."""
+    return {"platform": snapshot.platform, "driver": _driver(snapshot), "gpus": _gpus(snapshot)}
+
+
 def host_record(
     name: str,
     groups: list[str],
@@ -111,7 +133,6 @@ def host_record(
         status, reason = "failed", "; ".join(verdict.failures)
     else:
         status, reason = "ok", None
-    origins = (probe or {}).get("origins") or {}
     return {
         "name": name,
         "groups": sorted(groups),
@@ -122,8 +143,49 @@ def host_record(
         "gpus": _gpus(snapshot),
         "plan": _plan(plan),
         "installed": _installed(probe),
-        "provenance": {name: (origins.get(name) or {}).get("url") for name in FAMILY},
+        "provenance": _provenance(probe),
         "probe": asdict(verdict) if verdict else None,
+    }
+
+
+def env_record(env: dict, gpus: int) -> dict:
+    """One env of an audit: ``env`` is one entry of the TorchEnvs fact."""
+    probe = env.get("probe")
+    return {
+        "prefix": env["prefix"],
+        "kind": env["kind"],
+        "python": (probe or {}).get("python"),
+        "variant": env_variant(probe),
+        "installed": _installed(probe),
+        "provenance": _provenance(probe),
+        "probe": asdict(judge_env(probe, gpus, env.get("error"))),
+    }
+
+
+def audit_record(
+    name: str, groups: list[str], found: dict | None, missing: str = UNREACHABLE
+) -> dict:
+    """One host's entry of an audit: ``found`` is its TorchEnvs fact, None when there is none,
+    and then ``missing`` says why."""
+    hardware = found or {"platform": None, "driver": _driver(None), "gpus": []}
+    envs = [env_record(env, len(hardware["gpus"])) for env in (found or {}).get("envs", [])]
+    if found is None:
+        verdict = Verdict(False, [missing], [])
+    else:
+        verdict = judge_host(hardware["driver"]["error"], envs)
+    return {
+        "name": name,
+        "groups": sorted(groups),
+        "status": "ok" if verdict.passed else "failed",
+        "reason": "; ".join(verdict.failures) or None,
+        "platform": hardware["platform"],
+        "driver": hardware["driver"],
+        "gpus": hardware["gpus"],
+        "plan": None,
+        "installed": None,
+        "provenance": _provenance(None),
+        "probe": asdict(verdict),
+        "envs": envs,
     }
 
 
@@ -140,6 +202,11 @@ def fleet_report(records: list[dict], now: dt.datetime | None = None) -> dict:
     }
 
 
+def audit_report(records: list[dict], now: dt.datetime | None = None) -> dict:
+    """The fleet report of an audit: hosts from :func:`audit_record`."""
+    return {**fleet_report(records, now), "kind": "audit"}
+
+
 def _gpu_summary(record: dict) -> str:
     if record["driver"]["error"]:
         return f"driver: {record['driver']['error']['kind']}"
@@ -151,7 +218,14 @@ def _gpu_summary(record: dict) -> str:
     return f"{len(gpus)}x {first}" if len(names) == 1 else f"{len(gpus)} GPUs"
 
 
+def _env_build(env: dict) -> str:
+    torch = (env["installed"] or {}).get("torch") or "-"
+    return f"{torch} ({env['variant'] or '-'})"
+
+
 def _build(record: dict) -> str:
+    if "envs" in record:
+        return ", ".join(_env_build(env) for env in record["envs"]) or "-"
     installed = record["installed"] or {}
     plan = record["plan"] or {}
     torch = installed.get("torch") or "-"

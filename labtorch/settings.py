@@ -83,7 +83,7 @@ class Settings:
     mirror_url: str | None = None
     wheel_mirror: str = "aliyun"
     wheel_mirror_url: str | None = None
-    condarc_scope: str = "system"
+    condarc_scope: str = "auto"
     pip_scope: str = "env"
     venv_root: str = "/opt/labtorch/venvs"
 
@@ -101,7 +101,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "mirror_url": _optional(_pattern(_URL, "https://mirrors.example.edu.cn")),
     "wheel_mirror": _pattern(re.compile(r"^[a-z0-9-]+$"), "aliyun"),
     "wheel_mirror_url": _optional(_pattern(_URL, "https://mirror.example/whl/{variant}/")),
-    "condarc_scope": _scope(("system", "user")),
+    "condarc_scope": _scope(("auto", "system", "user")),
     "pip_scope": _scope(("env", "user", "global")),
     "venv_root": _pattern(re.compile(r"^/[^\s]*$"), "/opt/labtorch/venvs"),
 }

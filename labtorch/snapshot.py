@@ -86,12 +86,13 @@ def snapshot_command(
 ) -> str:
     """The POSIX sh script that prints every section; it exits 0 whatever it finds."""
     candidates = " ".join(CONDA_CANDIDATES)
-    if condarc_scope == "system":
-        condarc = '"$root/.condarc"'
-    elif condarc_scope == "user":
-        condarc = '"$HOME/.condarc"'
-    else:
-        condarc = _q(condarc_scope)
+    # The conda root's condarc only exists where a conda was found; "auto" takes it when the SSH
+    # user is root (who can write it) and ~/.condarc otherwise.
+    condarc = {
+        "system": '${root:+"$root/.condarc"}',
+        "user": '"$HOME/.condarc"',
+        "auto": '${root:+"$root/.condarc"}; [ "$(id -u)" = 0 ] || rc="$HOME/.condarc"',
+    }.get(condarc_scope, _q(condarc_scope))
     if installer == "conda":
         prefix = f'"$root/envs/"{_q(env)}'
     else:
@@ -124,11 +125,9 @@ def snapshot_command(
             f'echo {MARK} conda; [ -n "$conda" ] && echo "$conda"'
             ' && "$conda" --version 2>/dev/null',
             f"rc={condarc}",
-            f'echo {MARK} condarc-path; [ -n "$root" ] || [ {_q(condarc_scope)} != system ]'
-            ' && echo "$rc"',
-            f'echo {MARK} condarc-backup; test -e "$rc{BACKUP_SUFFIX}" && echo yes',
-            f'echo {MARK} condarc; if [ -n "$root" ] || [ {_q(condarc_scope)} != system ];'
-            ' then cat "$rc" 2>/dev/null && echo; fi',
+            f'echo {MARK} condarc-path; [ -n "$rc" ] && echo "$rc"',
+            f'echo {MARK} condarc-backup; [ -n "$rc" ] && test -e "$rc{BACKUP_SUFFIX}" && echo yes',
+            f'echo {MARK} condarc; [ -n "$rc" ] && cat "$rc" 2>/dev/null && echo',
             f'prefix={prefix}; echo {MARK} env-path; echo "$prefix"',
             f'echo {MARK} env; [ -d "$prefix" ] && echo "$prefix"',
             f'echo {MARK} conda-meta; [ -d "$prefix/conda-meta" ] &&'

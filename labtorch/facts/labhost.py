@@ -16,7 +16,8 @@ class LabHost(FactBase[HostSnapshot]):
 
     + installer: ``conda`` or ``pip`` (where the env lives)
     + env: the env's name
-    + condarc_scope: ``system`` (the conda root's .condarc), ``user`` (~/.condarc) or a path
+    + condarc_scope: ``auto`` (``system`` as root, else ``user``), ``system`` (the conda root's
+      .condarc), ``user`` (~/.condarc) or a path
     + venv_root: where pip-route envs live
     + pip_scope: ``env``, ``user``, ``global`` or a path to the pip.conf labtorch owns
     """
@@ -31,7 +32,7 @@ class LabHost(FactBase[HostSnapshot]):
         self,
         installer: str = "conda",
         env: str = "torch",
-        condarc_scope: str = "system",
+        condarc_scope: str = "auto",
         venv_root: str = "/opt/labtorch/venvs",
         pip_scope: str = "env",
     ) -> str:

@@ -8,6 +8,9 @@ from pyinfra.api import QuoteString, StringCommand, operation
 from labtorch.facts.probe import TorchProbe
 from labtorch.verdict import Expectation, judge
 
+# The last probe of each host in this run (its verify runs at execute time, on the controller).
+probe_results: dict[str, dict] = {}
+
 
 def failing_command(reason: str) -> StringCommand:
     """A command that prints ``labtorch: reason`` and fails the host it runs on.
@@ -34,14 +37,14 @@ def verify(python: str, expected: Expectation):
     Prove that torch really works in the env: the planned build, a matmul on every GPU, and
     every torch-family package from the mirror. Fails the host, with the reasons, when not.
 
-    The probe's result is kept in ``host.data.labtorch_probe`` for the fleet report.
+    The probe's result is kept in ``probe_results`` (by host name) for the fleet report.
 
     + python: the env's python
     + expected: what the plan promises (version, variant, CUDA, GPU count, mirror URLs)
     """
     probe = host.get_fact(TorchProbe, python=python)
     verdict = judge(probe, expected)
-    host.data.labtorch_probe = {"probe": probe, "verdict": verdict}
+    probe_results[host.name] = {"probe": probe, "verdict": verdict}
     if verdict.passed:
         host.noop(f"torch {expected.torch} works ({expected.variant})")
         return

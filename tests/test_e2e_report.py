@@ -1,0 +1,130 @@
+"""The fleet report and ``labtorch report`` end to end, on a simulated lab of its own.
+
+The tests run in order: a deploy writes report.json and report.html with each host's status;
+torch replaced by its CPU build by hand on the Pascal host is flagged by the audit, on that host
+alone; the next deploy repairs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from labhelpers import ssh
+
+from labtorch.report_cli import add_report_parser
+from labtorch.sim import lab
+
+REPO = Path(__file__).resolve().parents[1]
+PYINFRA = str(Path(os.sys.executable).parent / "pyinfra")
+HOSTS = [f"lab0{i}" for i in range(1, 9)]
+CPU_BUILD = (
+    "CONDA_OVERRIDE_CUDA= /opt/conda/bin/conda install -p /opt/conda/envs/torch -y -q "
+    "--override-channels -c conda-forge 'pytorch=2.7.1=cpu_*'"
+)
+
+
+@pytest.fixture(scope="module")
+def lab_dir(tmp_path_factory) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("the simulated lab needs root")
+    state_dir = tmp_path_factory.mktemp("e2e-report-lab")
+    try:
+        lab.up(None, None, state_dir)
+        yield state_dir
+    finally:
+        lab.down(state_dir)
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("e2e-report")
+
+
+@pytest.fixture(scope="module")
+def first_report(lab_dir, report_dir) -> dict:
+    return deploy(lab_dir, report_dir)
+
+
+@pytest.fixture
+def in_lab(lab_dir, monkeypatch) -> None:
+    """`labtorch report` runs pyinfra from the repository, on this lab's inventory."""
+    monkeypatch.chdir(REPO)
+    monkeypatch.setenv("LABTORCH_SIM_DIR", str(lab_dir))
+
+
+def deploy(lab_dir: Path, report_dir: Path) -> dict:
+    """Run the real deploy; the report.json it wrote, by host name."""
+    subprocess.run(
+        [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y"],
+        cwd=REPO,
+        env={
+            **os.environ,
+            "LABTORCH_SIM_DIR": str(lab_dir),
+            "LABTORCH_REPORT_DIR": str(report_dir),
+        },
+        capture_output=True,
+        timeout=600,
+        check=False,
+    )
+    report = json.loads((report_dir / "report.json").read_text())
+    return {host["name"]: host for host in report["hosts"]}
+
+
+def labtorch_report(*argv: str) -> int:
+    """``labtorch report ARGV`` as the CLI registers it; its exit status."""
+    parser = argparse.ArgumentParser(prog="labtorch")
+    add_report_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["report", *argv])
+    return args.handler(args)
+
+
+def test_deploy_report_gives_each_host_its_status(first_report, report_dir):
+    assert sorted(first_report) == HOSTS
+    cpu = first_report["lab07"]
+    assert cpu["status"] == "ok" and cpu["installed"]["torch"].endswith("+cpu")
+    pascal = first_report["lab04"]
+    assert pascal["status"] == "ok"
+    assert pascal["plan"]["variant"] == "cu126" and pascal["installed"]["cuda"] == "12.6"
+    assert first_report["lab08"]["status"] == "failed"
+    assert "driver-not-loaded" in first_report["lab08"]["reason"]
+    html = (report_dir / "report.html").read_text()
+    assert all(f'id="host-{name}"' in html for name in HOSTS)
+
+
+def test_audit_flags_a_cpu_build_on_that_host_alone(lab_dir, first_report, in_lab, tmp_path):
+    done = ssh(lab_dir, "lab04", CPU_BUILD)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    assert labtorch_report("inventories/sim.py", "--json", str(tmp_path / "audit.json")) == 1
+    audit = {
+        host["name"]: host for host in json.loads((tmp_path / "audit.json").read_text())["hosts"]
+    }
+    assert sorted(audit) == HOSTS
+    assert audit["lab04"]["status"] == "failed"
+    assert "a CPU build on a host with 1 GPU(s)" in audit["lab04"]["reason"]
+    assert [env["variant"] for env in audit["lab04"]["envs"]] == ["cpu"]
+    gpu_hosts = [name for name in HOSTS if "gpu" in first_report[name]["groups"]]
+    changed = {name for name in gpu_hosts if audit[name]["status"] != first_report[name]["status"]}
+    assert changed == {"lab04"}
+    assert audit["lab07"]["status"] == "ok"
+
+
+def test_audit_of_one_group_writes_its_page(in_lab, tmp_path):
+    page = tmp_path / "audit.html"
+    assert labtorch_report("inventories/sim.py", "--limit", "cpu", "--html", str(page)) == 0
+    html = page.read_text()
+    assert "labtorch fleet audit: 1 of 1 hosts ok" in html
+    assert "/opt/labtorch/venvs/torch" in html
+
+
+def test_next_deploy_repairs_it(lab_dir, report_dir, first_report):
+    repaired = deploy(lab_dir, report_dir)
+    assert repaired["lab04"]["status"] == "ok"
+    assert repaired["lab04"]["installed"]["cuda"] == "12.6"
+    assert {name: host["status"] for name, host in repaired.items()} == {
+        name: host["status"] for name, host in first_report.items()
+    }
