@@ -2,8 +2,33 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
+
+from labtorch.sim import STATE_DIR_ENV, lab
+
+REPO = Path(__file__).resolve().parents[1]
+PYINFRA = str(Path(sys.executable).parent / "pyinfra")
+
+
+@contextmanager
+def running_lab(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """The 8 default hosts in a state directory of their own, for one test module (needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("the simulated lab needs root")
+    state_dir = tmp_path_factory.mktemp(name)
+    try:
+        lab.up(None, None, state_dir)
+        yield state_dir
+    finally:
+        lab.down(state_dir)
 
 
 def ssh(lab_dir: Path, host: str, command: str) -> subprocess.CompletedProcess[bytes]:
@@ -25,3 +50,18 @@ def ssh(lab_dir: Path, host: str, command: str) -> subprocess.CompletedProcess[b
         timeout=60,
         check=False,
     )
+
+
+def deploy(lab_dir: Path, report_dir: Path, *extra: str) -> tuple[int, dict | None, str]:
+    """The real deploy on a lab, with ``--json``: exit status, pyinfra's results, stderr."""
+    done = subprocess.run(
+        [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--json", *extra],
+        cwd=REPO,
+        env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(report_dir)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    results = json.loads(done.stdout)["results"] if done.stdout.strip() else None
+    return done.returncode, results, done.stderr

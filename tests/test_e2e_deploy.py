@@ -9,38 +9,30 @@ condarc keys and other envs survive; every download went to the lab's mirror.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
-from labhelpers import ssh
+from labhelpers import deploy as run_deploy
+from labhelpers import running_lab, ssh
 
 from labtorch.sim import lab
 from labtorch.sim.mirror import read_log
 
-REPO = Path(__file__).resolve().parents[1]
-PYINFRA = str(Path(os.sys.executable).parent / "pyinfra")
 CONDA_HOSTS = ["lab01", "lab02", "lab03", "lab04", "lab05", "lab06"]
 USER_CONDARC = "envs_dirs: [/data/envs]\ncustom_channels:\n  bioconda: https://bio.example/cloud\n"
 
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("the simulated lab needs root")
-    state_dir = tmp_path_factory.mktemp("e2e-lab")
-    try:
-        lab.up(None, None, state_dir)
+    with running_lab(tmp_path_factory, "e2e-lab") as state_dir:
         # What a user had before labtorch: their own condarc keys, and an env of their own.
         must(ssh(state_dir, "lab02", f"printf '{USER_CONDARC}' > /opt/conda/.condarc"))
         must(ssh(state_dir, "lab03", "/opt/conda/bin/conda create -n mine -y -q python=3.11 "
                                      "--override-channels -c " + mirror_url(state_dir) +
                                      "/anaconda/pkgs/main"))  # fmt: skip
         yield state_dir
-    finally:
-        lab.down(state_dir)
 
 
 def must(done: subprocess.CompletedProcess) -> str:
@@ -53,18 +45,7 @@ def mirror_url(state_dir: Path) -> str:
 
 
 def deploy(lab_dir: Path, *extra: str) -> tuple[int, dict | None, str]:
-    """Run the real CLI with --json; returns the exit status, the JSON results and stderr."""
-    done = subprocess.run(
-        [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--json", *extra],
-        cwd=REPO,
-        env={**os.environ, "LABTORCH_SIM_DIR": str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    results = json.loads(done.stdout)["results"] if done.stdout.strip() else None
-    return done.returncode, results, done.stderr
+    return run_deploy(lab_dir, lab_dir, *extra)
 
 
 def changed_hosts(results: dict) -> set[str]:

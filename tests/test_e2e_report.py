@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
-from labhelpers import ssh
+from labhelpers import REPO, running_lab, ssh
+from labhelpers import deploy as run_deploy
 
 from labtorch.report_cli import add_report_parser
-from labtorch.sim import lab
 
-REPO = Path(__file__).resolve().parents[1]
-PYINFRA = str(Path(os.sys.executable).parent / "pyinfra")
 HOSTS = [f"lab0{i}" for i in range(1, 9)]
 CPU_BUILD = (
     "CONDA_OVERRIDE_CUDA= /opt/conda/bin/conda install -p /opt/conda/envs/torch -y -q "
@@ -30,14 +26,8 @@ CPU_BUILD = (
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("the simulated lab needs root")
-    state_dir = tmp_path_factory.mktemp("e2e-report-lab")
-    try:
-        lab.up(None, None, state_dir)
+    with running_lab(tmp_path_factory, "e2e-report-lab") as state_dir:
         yield state_dir
-    finally:
-        lab.down(state_dir)
 
 
 @pytest.fixture(scope="module")
@@ -59,18 +49,7 @@ def in_lab(lab_dir, monkeypatch) -> None:
 
 def deploy(lab_dir: Path, report_dir: Path) -> dict:
     """Run the real deploy; the report.json it wrote, by host name."""
-    subprocess.run(
-        [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y"],
-        cwd=REPO,
-        env={
-            **os.environ,
-            "LABTORCH_SIM_DIR": str(lab_dir),
-            "LABTORCH_REPORT_DIR": str(report_dir),
-        },
-        capture_output=True,
-        timeout=600,
-        check=False,
-    )
+    run_deploy(lab_dir, report_dir)
     report = json.loads((report_dir / "report.json").read_text())
     return {host["name"]: host for host in report["hosts"]}
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labhelpers import ssh
+from labhelpers import running_lab, ssh
 
 from labtorch.datafiles import DataError
 from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
@@ -44,14 +44,8 @@ def sim(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("the simulated lab needs root")
-    state_dir = tmp_path_factory.mktemp("sim-lab")
-    try:
-        lab.up(None, None, state_dir)
+    with running_lab(tmp_path_factory, "sim-lab") as state_dir:
         yield state_dir
-    finally:
-        lab.down(state_dir)
 
 
 @pytest.fixture(scope="module")
