@@ -122,8 +122,9 @@ def snapshot_command(
             f"conda=; for c in {candidates}; do"
             ' if [ -n "$c" ] && [ -x "$c" ]; then conda=$c; break; fi; done',
             'root=; [ -n "$conda" ] && root=${conda%/bin/conda}',
+            # The version from base's conda-meta: running conda costs a Python start-up per host.
             f'echo {MARK} conda; [ -n "$conda" ] && echo "$conda"'
-            ' && "$conda" --version 2>/dev/null',
+            ' && ls "$root"/conda-meta/conda-[0-9]*.json 2>/dev/null',
             f"rc={condarc}",
             f'echo {MARK} condarc-path; [ -n "$rc" ] && echo "$rc"',
             f'echo {MARK} condarc-backup; [ -n "$rc" ] && test -e "$rc{BACKUP_SUFFIX}" && echo yes',
@@ -245,7 +246,10 @@ def parse_snapshot(lines: list[str]) -> HostSnapshot:
     if len(system) < 4:
         raise ValueError("not labtorch snapshot output (no system section)")
     conda = sections.get("conda", [])
-    conda_version = conda[1].split()[-1] if len(conda) > 1 and conda[1].strip() else None
+    base_record = (
+        _DIST.match(conda[1].rsplit("/", 1)[-1].removesuffix(".json")) if len(conda) > 1 else None
+    )
+    conda_version = base_record.group("version") if base_record else None
     prefix = _first(sections.get("env"))
     packages = None
     if prefix is not None:

@@ -207,8 +207,10 @@ def _fake_host(root: Path) -> dict[str, str]:
     conda_root = home / "miniconda3"
     (conda_root / "bin").mkdir(parents=True)
     conda = conda_root / "bin" / "conda"
-    conda.write_text("#!/bin/sh\necho 'conda 26.7.1'\n")
+    conda.write_text("#!/bin/sh\nexit 1\n")  # the snapshot must not need to run it
     conda.chmod(0o755)
+    (conda_root / "conda-meta").mkdir()
+    (conda_root / "conda-meta" / "conda-26.7.1-py311_0.json").write_text("{}")
     (conda_root / ".condarc").write_text("channels: [defaults]\n")
     (conda_root / ".condarc.labtorch-backup").write_text("channels: [defaults]\n")
     meta = conda_root / "envs" / "torch" / "conda-meta"

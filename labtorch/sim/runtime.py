@@ -9,6 +9,7 @@ bind-mounts that directory read-only at :data:`RUNTIME_MOUNT`.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 
 import labtorch
+from labtorch.sim.conda import CONDA_VERSION
 
 RUNTIME_MOUNT = "/opt/labtorch-sim"
 HOST_PYTHON = "/usr/bin/python3"
@@ -140,6 +142,23 @@ def _write(path: Path, text: str, executable: bool = False) -> None:
     path.chmod(0o755 if executable else 0o644)
 
 
+_CONDA_RECORD = {
+    "name": "conda",
+    "version": CONDA_VERSION,
+    "build": "py311_0",
+    "build_number": 0,
+    "subdir": "linux-64",
+    "depends": [],
+    "fn": f"conda-{CONDA_VERSION}-py311_0.conda",
+    "url": f"https://repo.anaconda.com/pkgs/main/linux-64/conda-{CONDA_VERSION}-py311_0.conda",
+    "channel": "https://repo.anaconda.com/pkgs/main/linux-64",
+    "md5": "0" * 32,
+    "files": [],
+    "paths_data": {"paths": [], "paths_version": 1},
+    "requested_spec": "conda",
+}
+
+
 def install_conda(opt_dir: Path, runtime_mount: str = RUNTIME_MOUNT) -> None:
     """Lay out a Miniconda-like ``opt_dir/conda`` whose ``conda`` runs the stand-in.
 
@@ -156,5 +175,8 @@ def install_conda(opt_dir: Path, runtime_mount: str = RUNTIME_MOUNT) -> None:
         _CONDA_SH.format(root=host_root, python=HOST_PYTHON),
     )
     _write(root / "conda-meta" / "history", "")
+    # Miniconda's base holds conda itself; tools read its version from this record's name.
+    _write(root / "conda-meta" / f"{_CONDA_RECORD['fn'].removesuffix('.conda')}.json",
+           json.dumps(_CONDA_RECORD, indent=2))  # fmt: skip
     for directory in ("envs", "pkgs"):
         (root / directory).mkdir(parents=True, exist_ok=True)
