@@ -48,3 +48,8 @@ torch_condarc_scope = "auto"
 
 # The pip.conf labtorch owns: "env" (the env's own pip.conf), "user", "global" or a path.
 torch_pip_scope = "env"
+
+# When to run the probe (torch imported with the env's python, a matmul on every GPU): "always",
+# or "on-change": again only when the env's packages or the loaded driver changed since the last
+# probe, whose result is kept in the env (a no-op rerun then costs one command per host).
+torch_probe = "on-change"

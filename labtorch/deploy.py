@@ -19,8 +19,9 @@ from pyinfra.api.inventory import Inventory
 
 from labtorch.compat import load_compat
 from labtorch.condarc import mirror_config
+from labtorch.envdiff import OK, env_verdict
 from labtorch.facts.labhost import LabHost
-from labtorch.fleet import catalog_for, host_facts, request_for
+from labtorch.fleet import catalog_for, host_facts, request_for, reusable_probe
 from labtorch.nvidia_smi import SmiReport
 from labtorch.operations import checks, conda, pipenv
 from labtorch.report import fleet_report, host_record, render_table
@@ -213,8 +214,10 @@ def install_pytorch() -> None:
         current=snapshot.pip_conf,
         has_backup=snapshot.pip_conf_backup,
     )
+    unchanged = env_verdict([*plan.packages, *plan.toolkit], snapshot.env_packages).action == OK
     checks.verify(
         name="Prove torch works",
         python=f"{snapshot.env_path}/bin/python",
         expected=_expectation(snapshot, plan),
+        reused=reusable_probe(snapshot) if unchanged and settings.probe == "on-change" else None,
     )

@@ -66,3 +66,15 @@ def request_for(settings: Settings) -> Request:
         mirror=mirror,
         wheel_mirror=wheel_mirror,
     )
+
+
+def reusable_probe(snapshot: HostSnapshot) -> dict | None:
+    """The env's last probe, when neither its packages nor the loaded driver changed since."""
+    cache = snapshot.probe_cache
+    if not cache or not snapshot.env_listing:
+        return None
+    if tuple(cache.get("listing") or ()) != snapshot.env_listing:
+        return None
+    if cache.get("kernel_driver") != snapshot.kernel_driver:
+        return None
+    return cache

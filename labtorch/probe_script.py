@@ -13,6 +13,9 @@ import sys
 import warnings
 
 MARK = "LABTORCH_PROBE "
+# The last result is kept in the env, with what it depends on (the env's packages, the loaded
+# driver), so that a rerun that finds both unchanged need not probe again.
+CACHE = ".labtorch-probe.json"
 FAMILY = ("torch", "torchvision", "torchaudio")
 CONDA_NAMES = {"torch": "pytorch"}
 PIP_REPORT = "labtorch-pip-report.json"
@@ -103,9 +106,28 @@ def gpu_facts(torch):
     return facts
 
 
+def listing(prefix):
+    """The env's package records: conda-meta files and dist-info directories, by name."""
+    names = [os.path.basename(p) for p in glob.glob(os.path.join(prefix, "conda-meta", "*.json"))]
+    pattern = os.path.join(prefix, "lib", "python3*", "site-packages", "*.dist-info")
+    return sorted(names + [os.path.basename(p) for p in glob.glob(pattern)])
+
+
+def kernel_driver():
+    """The loaded NVIDIA kernel module's version, as the snapshot reads it."""
+    with contextlib.suppress(OSError), open("/sys/module/nvidia/version") as handle:
+        return handle.read().strip() or None
+    with contextlib.suppress(OSError), open("/proc/driver/nvidia/version") as handle:
+        words = handle.read().split("Kernel Module", 1)[-1].split()
+        return words[0] if words else None
+    return None
+
+
 def main():
     prefix = sys.prefix
     result = {"prefix": prefix, "python": "{}.{}".format(*sys.version_info[:2])}
+    result["listing"] = listing(prefix)
+    result["kernel_driver"] = kernel_driver()
     result["packages"] = versions()
     result["origins"] = {
         name: conda_origin(prefix, name) or pip_origin(prefix, name) for name in FAMILY
@@ -115,7 +137,10 @@ def main():
 
         result["gpu"] = gpu_facts(torch)
         result["cpu_matmul"] = matmul(torch, "cpu")
-    sys.stdout.write(MARK + json.dumps(result, sort_keys=True) + "\n")
+    text = json.dumps(result, sort_keys=True)
+    with contextlib.suppress(OSError), open(os.path.join(prefix, CACHE), "w") as handle:
+        handle.write(text + "\n")
+    sys.stdout.write(MARK + text + "\n")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,7 @@ class Settings:
     condarc_scope: str = "auto"
     pip_scope: str = "env"
     venv_root: str = "/opt/labtorch/venvs"
+    probe: str = "on-change"
 
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
@@ -104,6 +105,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "condarc_scope": _scope(("auto", "system", "user")),
     "pip_scope": _scope(("env", "user", "global")),
     "venv_root": _pattern(re.compile(r"^/[^\s]*$"), "/opt/labtorch/venvs"),
+    "probe": _choice(("on-change", "always")),
 }
 KEYS = tuple(f"{PREFIX}{field.name}" for field in fields(Settings))
 

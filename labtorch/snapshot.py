@@ -8,12 +8,14 @@ is pure and reuses the core's parsers.
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from dataclasses import dataclass, replace
 
 from labtorch.gpus import ComputeCapability
 from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
+from labtorch.probe_script import CACHE
 
 MARK = "@@labtorch"
 BACKUP_SUFFIX = ".labtorch-backup"
@@ -60,6 +62,8 @@ class HostSnapshot:
     env_path: str
     env_prefix: str | None
     env_packages: dict[str, InstalledPackage] | None
+    env_listing: tuple[str, ...]
+    probe_cache: dict | None
     pip_conf_path: str
     pip_conf: str | None
     pip_conf_backup: bool
@@ -135,6 +139,8 @@ def snapshot_command(
             ' grep -H -m1 \'"url":\' "$prefix"/conda-meta/*.json 2>/dev/null',
             f'echo {MARK} dist-info; ls -d "$prefix"/lib/python3*/site-packages/*.dist-info'
             " 2>/dev/null",
+            f'echo {MARK} conda-meta-files; ls "$prefix"/conda-meta/*.json 2>/dev/null',
+            f'echo {MARK} probe-cache; cat "$prefix/{CACHE}" 2>/dev/null && echo',
             f"pip_conf={pip_conf}",
             f'echo {MARK} pip-conf-path; echo "$pip_conf"',
             f'echo {MARK} pip-conf-backup; test -e "$pip_conf{BACKUP_SUFFIX}" && echo yes',
@@ -168,6 +174,17 @@ def _file_text(lines: list[str] | None) -> str | None:
     while end and not lines[end - 1].strip():
         end -= 1
     return "\n".join(lines[:end]) + "\n"
+
+
+def _json_or_none(text: str | None) -> dict | None:
+    """A JSON file's content; a missing or damaged cache is no cache."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def _first(lines: list[str] | None) -> str | None:
@@ -273,6 +290,14 @@ def parse_snapshot(lines: list[str]) -> HostSnapshot:
         env_path=_first(sections.get("env-path")) or "",
         env_prefix=prefix,
         env_packages=packages,
+        env_listing=tuple(
+            sorted(
+                line.strip().rsplit("/", 1)[-1]
+                for line in (*sections.get("conda-meta-files", []), *sections.get("dist-info", []))
+                if line.strip()
+            )
+        ),
+        probe_cache=_json_or_none(_file_text(sections.get("probe-cache"))),
         pip_conf_path=_first(sections.get("pip-conf-path")) or "",
         pip_conf=_file_text(sections.get("pip-conf")),
         pip_conf_backup=_first(sections.get("pip-conf-backup")) == "yes",

@@ -271,3 +271,31 @@ def test_snapshot_script_without_anything(tmp_path):
 def test_snapshot_rejects_other_output():
     with pytest.raises(ValueError, match="not labtorch snapshot output"):
         parse_snapshot(["hello"])
+
+
+# ---------------------------------------------------------------- reusing the last probe
+
+LISTING = ("pytorch-2.7.1-cuda126_x_200.json", "python-3.11.2-h_0.json")
+
+
+@pytest.mark.parametrize(
+    ("cache", "listing", "kernel", "reused"),
+    [
+        ({"listing": list(LISTING), "kernel_driver": "570.86.15"}, LISTING, "570.86.15", True),
+        ({"listing": list(LISTING), "kernel_driver": "570.86.15"}, LISTING[:1], "570.86.15", False),
+        ({"listing": list(LISTING), "kernel_driver": "570.86.15"}, LISTING, "580.65.06", False),
+        ({"listing": list(LISTING), "kernel_driver": None}, LISTING, None, True),
+        (None, LISTING, "570.86.15", False),
+        ({"listing": [], "kernel_driver": None}, (), None, False),
+    ],
+)
+def test_last_probe_is_reused_only_when_env_and_driver_are_unchanged(
+    cache, listing, kernel, reused
+):
+    from dataclasses import replace
+
+    from labtorch.fleet import reusable_probe
+
+    snapshot = parse_snapshot(["@@labtorch system", "Linux", "x86_64", "0", "/root"])
+    snapshot = replace(snapshot, probe_cache=cache, env_listing=listing, kernel_driver=kernel)
+    assert reusable_probe(snapshot) == (cache if reused else None)

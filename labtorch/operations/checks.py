@@ -32,7 +32,7 @@ def refuse(reason: str):
 
 
 @operation()
-def verify(python: str, expected: Expectation):
+def verify(python: str, expected: Expectation, reused: dict | None = None):
     """
     Prove that torch really works in the env: the planned build, a matmul on every GPU, and
     every torch-family package from the mirror. Fails the host, with the reasons, when not.
@@ -41,11 +41,14 @@ def verify(python: str, expected: Expectation):
 
     + python: the env's python
     + expected: what the plan promises (version, variant, CUDA, GPU count, mirror URLs)
+    + reused: the env's last probe, to judge instead of probing again, when the caller found
+      that neither the env's packages nor the loaded driver changed since it ran
     """
-    probe = host.get_fact(TorchProbe, python=python)
+    probe = reused if reused is not None else host.get_fact(TorchProbe, python=python)
     verdict = judge(probe, expected)
     probe_results[host.name] = {"probe": probe, "verdict": verdict}
     if verdict.passed:
-        host.noop(f"torch {expected.torch} works ({expected.variant})")
+        again = " (last probe; the env and the driver are unchanged)" if reused else ""
+        host.noop(f"torch {expected.torch} works ({expected.variant}){again}")
         return
     yield failing_command("probe failed: " + "; ".join(verdict.failures))
