@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FIXTURES := tests/fixtures/nvidia-smi
 
-.PHONY: install test lint demo clean
+.PHONY: install test lint demo bench clean
 
 install: $(VENV)/.installed
 
@@ -15,8 +15,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: install
-	$(BIN)/ruff check labtorch tests inventories deploys group_data
-	$(BIN)/ruff format --check labtorch tests inventories deploys group_data
+	$(BIN)/ruff check labtorch tests inventories deploys group_data bench
+	$(BIN)/ruff format --check labtorch tests inventories deploys group_data bench
 
 test: lint
 	$(BIN)/pytest -q
@@ -33,6 +33,15 @@ demo: install
 	@echo "\n== Second run: nothing changes"
 	$(DEPLOY); test $$? -le 1
 	@echo "\nThe report is in .labtorch/report.json; stop the lab with: $(BIN)/labtorch sim down"
+
+$(VENV)/.bench: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
+
+# Needs root (the simulated lab); about 12-15 min on 2 cores; writes bench/RESULTS.md.
+# BENCH_ARGS=--quick: one run at N=10, about a minute.
+bench: $(VENV)/.bench
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
