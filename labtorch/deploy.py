@@ -22,11 +22,12 @@ from labtorch.condarc import mirror_config
 from labtorch.envdiff import OK, env_verdict
 from labtorch.facts.labhost import LabHost
 from labtorch.fleet import catalog_for, host_facts, request_for, reusable_probe
+from labtorch.mirrors import Mirror, MirrorCatalog
 from labtorch.nvidia_smi import SmiReport
 from labtorch.operations import checks, conda, pipenv
 from labtorch.report import fleet_report, host_record, render_table
 from labtorch.report_html import render_html
-from labtorch.rules import Plan, RequestError, plan_for_host
+from labtorch.rules import PackagePin, Plan, Request, RequestError, plan_for_host
 from labtorch.settings import PREFIX, Settings, SettingsError, check_keys, settings_from
 from labtorch.snapshot import HostSnapshot
 from labtorch.verdict import Expectation
@@ -70,15 +71,12 @@ def check_inventory_settings(inventory: Inventory) -> None:
     _checked.add(id(inventory))
 
 
-def _plan(snapshot: HostSnapshot, settings: Settings) -> Plan | str:
+def _plan(
+    snapshot: HostSnapshot, settings: Settings, request: Request, catalog: MirrorCatalog
+) -> Plan | str:
     """The plan for this host, or the reason it has none."""
     try:
-        plan = plan_for_host(
-            host_facts(snapshot, settings),
-            request_for(settings),
-            load_compat(),
-            catalog_for(settings),
-        )
+        plan = plan_for_host(host_facts(snapshot, settings), request, load_compat(), catalog)
     except RequestError as exc:
         return str(exc)
     if plan.refused:
@@ -86,9 +84,13 @@ def _plan(snapshot: HostSnapshot, settings: Settings) -> Plan | str:
     return plan
 
 
-def _conda_steps(snapshot: HostSnapshot, settings: Settings, plan: Plan) -> None:
-    catalog = catalog_for(settings)
-    mirror = catalog[request_for(settings).mirror]
+def _conda_steps(
+    snapshot: HostSnapshot,
+    plan: Plan,
+    pins: list[PackagePin],
+    mirror: Mirror,
+    catalog: MirrorCatalog,
+) -> None:
     conda.condarc(
         name="Point conda at the mirror",
         path=snapshot.condarc_path,
@@ -100,7 +102,7 @@ def _conda_steps(snapshot: HostSnapshot, settings: Settings, plan: Plan) -> None
         name="Install torch into the conda env",
         conda=snapshot.conda_exe,
         prefix=snapshot.env_path,
-        pins=[*plan.packages, *plan.toolkit],
+        pins=pins,
         channels=list(plan.channels),
         python=plan.python,
         cuda=plan.cuda,
@@ -183,7 +185,10 @@ def install_pytorch() -> None:
         _refuse("Read host facts", "the host's facts could not be read")
         return
     _record(snapshot=snapshot)
-    plan = _plan(snapshot, settings)
+    request = request_for(settings)
+    catalog = catalog_for(settings)
+    mirror = catalog[request.mirror]
+    plan = _plan(snapshot, settings, request, catalog)
     if isinstance(plan, str):
         _refuse("Plan PyTorch", plan)
         return
@@ -195,14 +200,15 @@ def install_pytorch() -> None:
             "install Miniconda or Miniforge, or set torch_installer = 'pip' for this host",
         )
         return
+    pins = [*plan.packages, *plan.toolkit]
     if settings.installer == "conda":
-        _conda_steps(snapshot, settings, plan)
+        _conda_steps(snapshot, plan, pins, mirror, catalog)
     else:
         pipenv.venv(
             name="Install torch into the venv",
             python="python3",
             prefix=snapshot.env_path,
-            pins=[*plan.packages, *plan.toolkit],
+            pins=pins,
             index_url=plan.index_url,
             wheel_index=list(plan.wheel_index) if plan.wheel_index else None,
             installed=snapshot.env_packages,
@@ -210,11 +216,11 @@ def install_pytorch() -> None:
     pipenv.pip_index(
         name="Point pip at the mirror",
         path=snapshot.pip_conf_path,
-        index_url=catalog_for(settings)[request_for(settings).mirror].pypi,
+        index_url=mirror.pypi,
         current=snapshot.pip_conf,
         has_backup=snapshot.pip_conf_backup,
     )
-    unchanged = env_verdict([*plan.packages, *plan.toolkit], snapshot.env_packages).action == OK
+    unchanged = env_verdict(pins, snapshot.env_packages).action == OK
     checks.verify(
         name="Prove torch works",
         python=f"{snapshot.env_path}/bin/python",
