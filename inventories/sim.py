@@ -36,17 +36,7 @@ def _lab_settings() -> dict:
 
 
 def _host_data(host: HostStatus) -> dict:
-    return {
-        "ssh_hostname": host.address,
-        "ssh_port": host.port,
-        "ssh_user": host.user,
-        "ssh_key": host.key_file,
-        "ssh_known_hosts_file": host.known_hosts_file,
-        "ssh_strict_host_key_checking": "yes",
-        "ssh_allow_agent": False,
-        "ssh_look_for_keys": False,
-        "sim_profile": host.profile,
-    }
+    return {**host.pyinfra_data(), "sim_profile": host.profile}
 
 
 _HOSTS = _lab_hosts()

@@ -8,20 +8,7 @@ in what they do on each host.
 """
 
 from labtorch.sim import default_state_dir
-from labtorch.sim.lab import HostStatus, status
-
-
-def _host_data(host: HostStatus) -> dict:
-    return {
-        "ssh_hostname": host.address,
-        "ssh_port": host.port,
-        "ssh_user": host.user,
-        "ssh_key": host.key_file,
-        "ssh_known_hosts_file": host.known_hosts_file,
-        "ssh_strict_host_key_checking": "yes",
-        "ssh_allow_agent": False,
-        "ssh_look_for_keys": False,
-    }
+from labtorch.sim.lab import status
 
 
 def _lab_hosts() -> list[tuple[str, dict]]:
@@ -29,7 +16,7 @@ def _lab_hosts() -> list[tuple[str, dict]]:
     down = [host.name for host in lab.hosts if not host.up]
     if not lab.hosts or down:
         raise RuntimeError(f"the simulated lab in {lab.state_dir} is not up (down: {down})")
-    return [(host.name, _host_data(host)) for host in lab.hosts]
+    return [(host.name, host.pyinfra_data()) for host in lab.hosts]
 
 
 lab = _lab_hosts()

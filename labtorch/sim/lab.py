@@ -127,6 +127,20 @@ class HostStatus:
     conda: bool
     up: bool
 
+    def pyinfra_data(self) -> dict:
+        """pyinfra's SSH settings for this host: the lab's key, and a strict host-key check
+        against the lab's known_hosts (written at every ``up``), so nothing touches ~/.ssh."""
+        return {
+            "ssh_hostname": self.address,
+            "ssh_port": self.port,
+            "ssh_user": self.user,
+            "ssh_key": self.key_file,
+            "ssh_known_hosts_file": self.known_hosts_file,
+            "ssh_strict_host_key_checking": "yes",
+            "ssh_allow_agent": False,
+            "ssh_look_for_keys": False,
+        }
+
 
 @dataclass(frozen=True)
 class MirrorStatus:
