@@ -16,6 +16,7 @@ MARK = "LABTORCH_PROBE "
 # The last result is kept in the env, with what it depends on (the env's packages, the loaded
 # driver), so that a rerun that finds both unchanged need not probe again.
 CACHE = ".labtorch-probe.json"
+KEEP = "--keep"
 FAMILY = ("torch", "torchvision", "torchaudio")
 CONDA_NAMES = {"torch": "pytorch"}
 PIP_REPORT = "labtorch-pip-report.json"
@@ -138,8 +139,10 @@ def main():
         result["gpu"] = gpu_facts(torch)
         result["cpu_matmul"] = matmul(torch, "cpu")
     text = json.dumps(result, sort_keys=True)
-    with contextlib.suppress(OSError), open(os.path.join(prefix, CACHE), "w") as handle:
-        handle.write(text + "\n")
+    # Only the deploy keeps the result: an audit must leave every env as it found it.
+    if KEEP in sys.argv[1:]:
+        with contextlib.suppress(OSError), open(os.path.join(prefix, CACHE), "w") as handle:
+            handle.write(text + "\n")
     sys.stdout.write(MARK + text + "\n")
 
 

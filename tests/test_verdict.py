@@ -79,7 +79,7 @@ def test_probe_fact_sends_the_script_and_reads_its_line():
     command = fact.command(python="/opt/conda/envs/torch/bin/python").get_raw_value()
     assert command.startswith(
         "if [ -x /opt/conda/envs/torch/bin/python ]; then /opt/conda/envs/torch/bin/python - "
-        "<<'LABTORCH_PROBE_END'\n"
+        "--keep <<'LABTORCH_PROBE_END'\n"
     )
     assert "def gpu_facts(torch):" in command
     assert command.endswith("\nLABTORCH_PROBE_END\nfi")

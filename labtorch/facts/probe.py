@@ -18,7 +18,8 @@ _END = "LABTORCH_PROBE_END"
 class TorchProbe(FactBase[dict | None]):
     """
     What torch really does in an env: versions, CUDA, devices and a matmul on each, and where
-    each torch-family package came from. None when the env has no python.
+    each torch-family package came from. None when the env has no python. The probe keeps its
+    result in the env, for a rerun that finds the env and the driver unchanged.
 
     + python: the env's python
     """
@@ -32,7 +33,8 @@ class TorchProbe(FactBase[dict | None]):
     def command(self, python: str) -> StringCommand:
         # The probe's source goes in a quoted here-document, so nothing in it is expanded.
         return StringCommand(
-            "if [ -x", QuoteString(python), "]; then", QuoteString(python), f"- <<'{_END}'\n"
+            "if [ -x", QuoteString(python), "]; then", QuoteString(python),
+            f"- {probe_script.KEEP} <<'{_END}'\n"
             f"{_SOURCE}\n{_END}\nfi",
         )  # fmt: skip
 
