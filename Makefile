@@ -32,7 +32,7 @@ demo: install
 	$(DEPLOY); test $$? -le 1
 	@echo "\n== Second run: nothing changes"
 	$(DEPLOY); test $$? -le 1
-	@echo "\nThe report is in .labtorch/report.json; stop the lab with: $(BIN)/labtorch sim down"
+	@echo "\nThe report is in .labtorch/report.json and .labtorch/report.html; stop the lab with: $(BIN)/labtorch sim down"
 
 $(VENV)/.bench: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install --quiet -e '.[bench]'
