@@ -5,10 +5,9 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from labtorch.condarc import CondaMirrorConfig, CondarcError, condarc_change
+from labtorch.condarc import CondaMirrorConfig, condarc_change
 from labtorch.envdiff import CREATE, OK, env_verdict
-from labtorch.operations.checks import failing_command
-from labtorch.operations.files import replace_file
+from labtorch.operations.files import update_owned_file
 from labtorch.rules import PackagePin
 from labtorch.snapshot import InstalledPackage
 
@@ -30,15 +29,13 @@ def condarc(path: str, config: CondaMirrorConfig, current: str | None, has_backu
         conda.condarc(path="/opt/conda/.condarc", config=config, current=state.condarc,
                       has_backup=state.condarc_backup)
     """
-    try:
-        text = condarc_change(current, config)
-    except CondarcError as exc:
-        yield failing_command(f"{path}: {exc}; fix or remove it, then run again")
-        return
-    if text is None:
-        host.noop(f"{path} already points conda at the mirror")
-        return
-    yield from replace_file(path, text, current is not None, has_backup)
+    yield from update_owned_file(
+        path,
+        lambda: condarc_change(current, config),
+        current,
+        has_backup,
+        f"{path} already points conda at the mirror",
+    )
 
 
 def _conda(conda: str, cuda: str | None, *words: str | QuoteString) -> StringCommand:

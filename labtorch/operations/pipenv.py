@@ -6,9 +6,8 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from labtorch.envdiff import CREATE, OK, env_verdict
-from labtorch.operations.checks import failing_command
-from labtorch.operations.files import replace_file
-from labtorch.pipconf import PipConfError, pip_conf_change
+from labtorch.operations.files import update_owned_file
+from labtorch.pipconf import pip_conf_change
 from labtorch.probe_script import PIP_REPORT
 from labtorch.rules import PackagePin
 from labtorch.snapshot import InstalledPackage
@@ -24,15 +23,13 @@ def pip_index(path: str, index_url: str, current: str | None, has_backup: bool):
     + current: the file's text as the LabHost fact read it (None: no file)
     + has_backup: whether labtorch's one-time backup of the user's original already exists
     """
-    try:
-        text = pip_conf_change(current, index_url)
-    except PipConfError as exc:
-        yield failing_command(f"{path}: {exc}; fix or remove it, then run again")
-        return
-    if text is None:
-        host.noop(f"{path} already points pip at {index_url}")
-        return
-    yield from replace_file(path, text, current is not None, has_backup)
+    yield from update_owned_file(
+        path,
+        lambda: pip_conf_change(current, index_url),
+        current,
+        has_backup,
+        f"{path} already points pip at {index_url}",
+    )
 
 
 @operation()
