@@ -138,13 +138,19 @@ class _Handler(SimpleHTTPRequestHandler):
         self._status: int | None = None
         self._length = 0
         self._fault: str | None = None
+        self._logged = False
         self.raw_requestline = b""
         try:
             super().handle_one_request()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
-        if self.raw_requestline:
+        if self.raw_requestline and not self._logged:
             self._log()
+
+    def end_headers(self) -> None:
+        # Logged before the headers leave, so a client that has its response finds it in the log.
+        self._log()
+        super().end_headers()
 
     def do_GET(self) -> None:
         self._serve(super().do_GET)
@@ -184,6 +190,7 @@ class _Handler(SimpleHTTPRequestHandler):
         super().send_header(keyword, value)
 
     def _log(self) -> None:
+        self._logged = True
         # A request too malformed to parse has no method, path or headers.
         headers = getattr(self, "headers", None)
         self.server.log(
