@@ -31,6 +31,7 @@ def _lab_settings() -> dict:
     return {
         "torch_mirror_url": mirror.url,
         "torch_wheel_mirror_url": f"{mirror.url}/pytorch-wheels/{{variant}}/",
+        "torch_fallback_mirrors": [mirror.fallback_url],
         "torch_python": "3.11",
     }
 

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from pyinfra import host
+from pyinfra import host, logger
 from pyinfra.api import deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
@@ -21,7 +21,14 @@ from labtorch.compat import load_compat
 from labtorch.condarc import mirror_config
 from labtorch.envdiff import OK, env_verdict
 from labtorch.facts.labhost import LabHost
-from labtorch.fleet import catalog_for, host_facts, request_for, reusable_probe
+from labtorch.fallback import PipSource, mirror_urls, usable_fallbacks
+from labtorch.fleet import (
+    catalog_for,
+    fallback_requests,
+    host_facts,
+    request_for,
+    reusable_probe,
+)
 from labtorch.mirrors import Mirror, MirrorCatalog
 from labtorch.nvidia_smi import SmiReport
 from labtorch.operations import checks, conda, pipenv
@@ -84,9 +91,28 @@ def _plan(
     return plan
 
 
+def _fallbacks(
+    snapshot: HostSnapshot,
+    settings: Settings,
+    request: Request,
+    catalog: MirrorCatalog,
+    plan: Plan,
+) -> list[Plan]:
+    """The fallback mirrors' plans that pin exactly what ``plan`` pins; the others are named."""
+    candidates = {
+        name: _plan(snapshot, settings, fallback, catalog)
+        for name, fallback in fallback_requests(settings, request).items()
+    }
+    usable, skipped = usable_fallbacks(plan, candidates)
+    for reason in skipped:
+        logger.warning(f"[{host.name}] {reason}")
+    return usable
+
+
 def _conda_steps(
     snapshot: HostSnapshot,
     plan: Plan,
+    fallbacks: list[Plan],
     pins: list[PackagePin],
     mirror: Mirror,
     catalog: MirrorCatalog,
@@ -107,6 +133,7 @@ def _conda_steps(
         python=plan.python,
         cuda=plan.cuda,
         installed=snapshot.env_packages,
+        fallback_channels=[list(fallback.channel_urls) for fallback in fallbacks],
     )
 
 
@@ -150,17 +177,14 @@ def _refuse(step: str, reason: str) -> None:
     checks.refuse(name=step, reason=reason)
 
 
-def _expectation(snapshot: HostSnapshot, plan: Plan) -> Expectation:
+def _expectation(snapshot: HostSnapshot, plan: Plan, fallbacks: list[Plan]) -> Expectation:
     smi = snapshot.nvidia_smi
-    mirrors = [*plan.channel_urls, *(pin.url for pin in (*plan.packages, *plan.toolkit))]
-    if plan.index_url:
-        mirrors.append(plan.index_url)
     return Expectation(
         torch=plan.torch.version,
         variant=plan.variant,
         cuda=plan.cuda,
         gpus=len(smi.gpus) if isinstance(smi, SmiReport) else 0,
-        mirrors=mirrors,
+        mirrors=mirror_urls([plan, *fallbacks]),
         plan_note="; ".join(plan.warnings) or plan.reasons[-1],
     )
 
@@ -201,8 +225,9 @@ def install_pytorch() -> None:
         )
         return
     pins = [*plan.packages, *plan.toolkit]
+    fallbacks = _fallbacks(snapshot, settings, request, catalog, plan)
     if settings.installer == "conda":
-        _conda_steps(snapshot, plan, pins, mirror, catalog)
+        _conda_steps(snapshot, plan, fallbacks, pins, mirror, catalog)
     else:
         pipenv.venv(
             name="Install torch into the venv",
@@ -212,6 +237,7 @@ def install_pytorch() -> None:
             index_url=plan.index_url,
             wheel_index=list(plan.wheel_index) if plan.wheel_index else None,
             installed=snapshot.env_packages,
+            fallbacks=[PipSource.of(fallback) for fallback in fallbacks],
         )
     pipenv.pip_index(
         name="Point pip at the mirror",
@@ -224,6 +250,6 @@ def install_pytorch() -> None:
     checks.verify(
         name="Prove torch works",
         python=f"{snapshot.env_path}/bin/python",
-        expected=_expectation(snapshot, plan),
+        expected=_expectation(snapshot, plan, fallbacks),
         reused=reusable_probe(snapshot) if unchanged and settings.probe == "on-change" else None,
     )

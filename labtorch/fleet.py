@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from labtorch.mirrors import MirrorCatalog, load_catalog, tuna_layout_mirror, wheels_only_mirror
 from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
 from labtorch.rules import HostFacts, Request
@@ -46,6 +48,8 @@ def catalog_for(settings: Settings) -> MirrorCatalog:
         )
     elif settings.wheel_mirror_url:
         catalog = catalog.with_mirror(wheels_only_mirror(SITE_WHEELS, settings.wheel_mirror_url))
+    for url in (entry for entry in settings.fallback_mirrors if "://" in entry):
+        catalog = catalog.with_mirror(tuna_layout_mirror(url, url))
     return catalog
 
 
@@ -66,6 +70,11 @@ def request_for(settings: Settings) -> Request:
         mirror=mirror,
         wheel_mirror=wheel_mirror,
     )
+
+
+def fallback_requests(settings: Settings, request: Request) -> dict[str, Request]:
+    """The request once per fallback mirror (a catalog name, or a URL named by itself)."""
+    return {name: replace(request, mirror=name) for name in settings.fallback_mirrors}
 
 
 def reusable_probe(snapshot: HostSnapshot) -> dict | None:

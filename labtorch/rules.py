@@ -816,17 +816,20 @@ def plan_for_host(
 
     index_url = None
     wheel_index = None
-    if route.kind == PIP:
-        pins, index_url, wheel_index = _pip_pins(
-            request, release, patch, variant, facts.platform, catalog, d
-        )
-        channels: list[str] = []
-    elif route.kind == CONDA_PYTORCH:
-        pins, channels = _conda_pytorch_pins(
-            release, patch, variant, python, facts.platform, mirror, catalog, compat, d
-        )
-    else:
-        pins, channels = _conda_forge_pins(patch, variant, python, mirror, compat, d)
+    try:
+        if route.kind == PIP:
+            pins, index_url, wheel_index = _pip_pins(
+                request, release, patch, variant, facts.platform, catalog, d
+            )
+            channels: list[str] = []
+        elif route.kind == CONDA_PYTORCH:
+            pins, channels = _conda_pytorch_pins(
+                release, patch, variant, python, facts.platform, mirror, catalog, compat, d
+            )
+        else:
+            pins, channels = _conda_forge_pins(patch, variant, python, mirror, compat, d)
+    except NotMirrored as exc:
+        raise RequestError(f"{exc}, which this plan needs; choose a mirror that does") from None
     try:
         toolkit = _toolkit_pins(request, variant, mirror, catalog, d)
     except NotMirrored as exc:

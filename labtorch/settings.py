@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from labtorch.mirrors import load_catalog
 from labtorch.rules import AUTO, CONDA_CHANNELS, DRIVER_POLICIES, INSTALLERS
 
 PREFIX = "torch_"
@@ -54,6 +55,23 @@ def _optional(check: Callable[[Any], str | None]) -> Callable[[Any], str | None]
     return optional_check
 
 
+def _mirror_name(value: Any) -> str | None:
+    known = load_catalog().mirrors
+    if isinstance(value, str) and value in known:
+        return None
+    return f"must be a mirror of labtorch/data/mirrors.yaml ({', '.join(known)})"
+
+
+def _fallback_mirrors(value: Any) -> str | None:
+    if not isinstance(value, list | tuple):
+        return 'must be a list such as ["bfsu"]'
+    for entry in value:
+        if not (isinstance(entry, str) and _URL.match(entry)) and _mirror_name(entry):
+            known = ", ".join(load_catalog().mirrors)
+            return f"must list mirror names ({known}) or TUNA-layout base URLs, not {entry!r}"
+    return None
+
+
 def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be True or False"
 
@@ -83,6 +101,7 @@ class Settings:
     mirror_url: str | None = None
     wheel_mirror: str = "aliyun"
     wheel_mirror_url: str | None = None
+    fallback_mirrors: tuple[str, ...] = ()
     condarc_scope: str = "auto"
     pip_scope: str = "env"
     venv_root: str = "/opt/labtorch/venvs"
@@ -98,10 +117,11 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "env": _pattern(_ENV_NAME, "torch (letters, digits, _ . -)"),
     "conda_channel": _choice(CONDA_CHANNELS),
     "toolkit": _boolean,
-    "mirror": _pattern(re.compile(r"^[a-z0-9-]+$"), "tuna"),
+    "mirror": _mirror_name,
     "mirror_url": _optional(_pattern(_URL, "https://mirrors.example.edu.cn")),
-    "wheel_mirror": _pattern(re.compile(r"^[a-z0-9-]+$"), "aliyun"),
+    "wheel_mirror": _mirror_name,
     "wheel_mirror_url": _optional(_pattern(_URL, "https://mirror.example/whl/{variant}/")),
+    "fallback_mirrors": _fallback_mirrors,
     "condarc_scope": _scope(("auto", "system", "user")),
     "pip_scope": _scope(("env", "user", "global")),
     "venv_root": _pattern(re.compile(r"^/[^\s]*$"), "/opt/labtorch/venvs"),
@@ -134,4 +154,6 @@ def settings_from(data: Mapping[str, Any]) -> Settings:
         for field in fields(Settings)
         if data.get(f"{PREFIX}{field.name}") is not None
     }
+    if "fallback_mirrors" in values:
+        values["fallback_mirrors"] = tuple(values["fallback_mirrors"])
     return Settings(**values)

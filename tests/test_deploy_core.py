@@ -37,6 +37,15 @@ FIXTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"
         ({"torch_condarc_scope": "site"}, "torch_condarc_scope", "or an absolute path"),
         ({"torch_mirror_url": "ftp://x"}, "torch_mirror_url", "must look like https://"),
         ({"torch_wheel_mirror_url": "https://m/whl/"}, "torch_wheel_mirror_url", "{variant}"),
+        ({"torch_mirror": "tsinghua"}, "torch_mirror", "must be a mirror of labtorch/data/"),
+        ({"torch_wheel_mirror": "pypi"}, "torch_wheel_mirror", "(tuna, bfsu, sustech"),
+        ({"torch_fallback_mirrors": "bfsu"}, "torch_fallback_mirrors", 'a list such as ["bfsu"]'),
+        (
+            {"torch_fallback_mirrors": ["bfsu", "ftp://m"]},
+            "torch_fallback_mirrors",
+            "not 'ftp://m'",
+        ),
+        ({"torch_fallback_mirrors": ["nowhere"]}, "torch_fallback_mirrors", "base URLs, not 'now"),
     ],
 )
 def test_bad_settings_name_where_and_key(data, key, problem):
@@ -55,6 +64,7 @@ def test_settings_ignore_other_keys_and_fill_defaults():
     assert settings.release == "2.9"
     assert settings.python is None
     assert settings.installer == Settings().installer == "conda"
+    assert settings_from({"torch_fallback_mirrors": ["bfsu"]}).fallback_mirrors == ("bfsu",)
 
 
 def test_group_data_all_is_valid_and_documents_every_key():

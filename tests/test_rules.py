@@ -470,3 +470,10 @@ def test_every_release_on_every_host_conda(release, host_name):
         assert "cpu" in p.torch.build
     else:
         assert cuda_of_variant(p.variant).replace(".", "") in p.torch.build.replace(".", "")
+
+
+def test_a_mirror_without_the_routes_channel_is_a_request_error():
+    with pytest.raises(
+        RequestError, match="sustech does not mirror the conda channel 'conda-forge'"
+    ):
+        plan(host("570.86", "12.8", H100), torch="2.7.1", installer="conda", mirror="sustech")

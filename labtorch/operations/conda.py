@@ -8,6 +8,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 from labtorch.condarc import CondaMirrorConfig, condarc_change
 from labtorch.envdiff import CREATE, OK, env_verdict
 from labtorch.operations.files import update_owned_file
+from labtorch.operations.shell import first_that_succeeds
 from labtorch.rules import PackagePin
 from labtorch.snapshot import InstalledPackage
 
@@ -54,12 +55,14 @@ def env(
     python: str,
     cuda: str | None,
     installed: dict[str, InstalledPackage] | None,
+    fallback_channels: list[list[str]] | None = None,
 ):
     """
     Create or repair the conda env at ``prefix`` so that it holds exactly the plan's pins.
 
     Installs with ``--override-channels`` and only the plan's channels (resolved to the mirror
-    by the condarc labtorch owns), so nothing is fetched upstream. A matching env is left alone;
+    by the condarc labtorch owns), so nothing is fetched upstream; when that install fails, the
+    same pins from each fallback mirror's channel URLs in turn. A matching env is left alone;
     other envs are never touched.
 
     + conda: the conda executable
@@ -69,6 +72,7 @@ def env(
     + python: the env's Python version
     + cuda: the build's CUDA version (None for a CPU build)
     + installed: the env's packages as the LabHost fact read them (None: no env)
+    + fallback_channels: per fallback mirror, the plan's channels as URLs on it
     """
     verdict = env_verdict(pins, installed)
     if verdict.action == OK:
@@ -81,8 +85,10 @@ def env(
         )  # fmt: skip
     verb = "create" if verdict.action == CREATE else "install"
     with_python = [QuoteString(f"python={python}")] if verdict.action == CREATE else []
-    yield _conda(
-        conda, cuda, verb, "-p", QuoteString(prefix), "--override-channels",
-        *(word for channel in channels for word in ("-c", QuoteString(channel))),
-        "-y", "-q", *with_python, *(QuoteString(pin.spec) for pin in pins),
-    )  # fmt: skip
+    specs = [QuoteString(pin.spec) for pin in pins]
+    attempts = []
+    for attempt in (channels, *(fallback_channels or ())):
+        sources = [word for channel in attempt for word in ("-c", QuoteString(channel))]
+        words = [verb, "-p", QuoteString(prefix), "--override-channels", *sources, "-y", "-q"]
+        attempts.append(_conda(conda, cuda, *words, *with_python, *specs))
+    yield first_that_succeeds(attempts)

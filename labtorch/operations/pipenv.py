@@ -6,7 +6,9 @@ from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from labtorch.envdiff import CREATE, OK, env_verdict
+from labtorch.fallback import PipSource
 from labtorch.operations.files import update_owned_file
+from labtorch.operations.shell import first_that_succeeds
 from labtorch.pipconf import pip_conf_change
 from labtorch.probe_script import PIP_REPORT
 from labtorch.rules import PackagePin
@@ -40,12 +42,14 @@ def venv(
     index_url: str,
     wheel_index: list[str] | None,
     installed: dict[str, InstalledPackage] | None,
+    fallbacks: list[PipSource] | None = None,
 ):
     """
     Create or repair the venv ``prefix`` so that it holds exactly the plan's pins.
 
     Pins carry their full local label (``torch==2.9.1+cu126``), which only the variant's wheel
-    page can satisfy; dependencies come from the mirror's PyPI.
+    page can satisfy; dependencies come from the mirror's PyPI. When that install fails, the
+    same pins from each fallback mirror in turn.
 
     + python: the interpreter that creates the venv
     + prefix: the venv's directory
@@ -53,6 +57,7 @@ def venv(
     + index_url: the mirror's PyPI simple index
     + wheel_index: ``[layout, url]`` of the variant's wheel page (flat or index), or None
     + installed: the venv's distributions as the LabHost fact read them (None: no venv)
+    + fallbacks: per fallback mirror, its PyPI index and wheel page
     """
     verdict = env_verdict(pins, installed)
     if verdict.action == OK:
@@ -60,14 +65,21 @@ def venv(
         return
     if verdict.action == CREATE:
         yield StringCommand(QuoteString(python), "-m", "venv", QuoteString(prefix))
-    sources = ["--index-url", QuoteString(index_url)]
-    if wheel_index:
-        layout, url = wheel_index
-        sources += ["--find-links" if layout == "flat" else "--extra-index-url", QuoteString(url)]
     # pip records no index URL of its own; the report it writes is the probe's provenance.
     report = QuoteString(f"{prefix}/{PIP_REPORT}")
-    yield StringCommand(
-        QuoteString(f"{prefix}/bin/python"), "-m", "pip", "install", "-q",
-        "--disable-pip-version-check", "--report", report, *sources,
-        *(QuoteString(pin.spec) for pin in pins),
-    )  # fmt: skip
+    pip = [QuoteString(f"{prefix}/bin/python"), "-m", "pip", "install", "-q"]
+    pip += ["--disable-pip-version-check", "--report", report]
+    specs = [QuoteString(pin.spec) for pin in pins]
+    attempts = [
+        StringCommand(*pip, *_index_options(source), *specs)
+        for source in (PipSource(index_url, wheel_index), *(fallbacks or ()))
+    ]
+    yield first_that_succeeds(attempts)
+
+
+def _index_options(source: PipSource) -> list[str | QuoteString]:
+    options: list[str | QuoteString] = ["--index-url", QuoteString(source.index_url)]
+    if source.wheel_index:
+        layout, url = source.wheel_index
+        options += ["--find-links" if layout == "flat" else "--extra-index-url", QuoteString(url)]
+    return options

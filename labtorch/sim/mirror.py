@@ -9,6 +9,9 @@ through files in the state directory:
 - ``faults.json``: faults by path prefix (``set_fault``), read on every request, so they take
   effect without a restart;
 - ``mirror.out``: the server's own stdout and stderr.
+
+The same content is served again under ``/fallback/``: a second mirror, as BFSU is to TUNA.
+Faults match the path as requested, so one of the two can fail while the other answers.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ FAULTS = "faults.json"
 OUTPUT = "mirror.out"
 FAULT_KINDS = frozenset({"404", "403", "slow", "down"})
 STOP_TIMEOUT_S = 5.0
+FALLBACK = "/fallback"
 
 # TUNA answers abusive address ranges with a 403 page carrying a hex status code (mirrors.md §2.7).
 _BLOCK_PAGE = (
@@ -57,6 +61,11 @@ class MirrorProcess:
     root: Path
     log_path: Path
     faults_path: Path
+
+    @property
+    def fallback_url(self) -> str:
+        """The second mirror of the same content."""
+        return self.url + FALLBACK
 
     def to_json(self) -> dict[str, object]:
         fields = asdict(self)
@@ -171,6 +180,11 @@ class _Handler(SimpleHTTPRequestHandler):
             if self._fault == "slow":
                 time.sleep(float(fault["delay_s"]))
             serve()
+
+    def translate_path(self, path: str) -> str:
+        if path.startswith(FALLBACK + "/"):
+            path = path[len(FALLBACK) :]
+        return super().translate_path(path)
 
     def _send_page(self, status: int, body: bytes) -> None:
         self.send_response(status)

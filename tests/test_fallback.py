@@ -1,0 +1,108 @@
+"""Fallback mirrors: which mirrors may serve a plan's exact pins when the first one fails."""
+
+from __future__ import annotations
+
+import pytest
+from test_rules import A100, CATALOG, GTX1080TI, H100, host, plan
+
+from labtorch.fallback import PipSource, mirror_urls, usable_fallbacks
+from labtorch.fleet import catalog_for, fallback_requests, request_for
+from labtorch.rules import Plan, RequestError
+from labtorch.settings import Settings
+
+HOSTS = {
+    "H100 on 570, conda-forge 2.7.1": (host("570.86", "12.8", H100), "2.7.1", "conda"),
+    "A100 on 535, pytorch channel 2.3.1": (host("535.104", "12.2", A100), "2.3.1", "conda"),
+    "GTX 1080 Ti on 580, pip 2.9.1": (
+        host("580.65", "13.0", GTX1080TI, python="3.11"),
+        "2.9.1",
+        "pip",
+    ),
+    "CPU host, pip 2.9.1": (host(python="3.11"), "2.9.1", "pip"),
+}
+
+
+def candidates(case: str, mirrors: list[str]) -> tuple[Plan, dict[str, Plan | str]]:
+    facts, release, installer = HOSTS[case]
+    first = plan(facts, torch=release, installer=installer)
+    found: dict[str, Plan | str] = {}
+    for name in mirrors:
+        try:
+            found[name] = plan(facts, torch=release, installer=installer, mirror=name)
+        except RequestError as exc:
+            found[name] = str(exc)
+    return first, found
+
+
+@pytest.mark.parametrize(
+    ("case", "usable", "left_out"),
+    [
+        ("H100 on 570, conda-forge 2.7.1", ["bfsu", "upstream"], ["sustech", "aliyun", "nju"]),
+        ("A100 on 535, pytorch channel 2.3.1", ["bfsu", "upstream"], ["sustech", "aliyun", "nju"]),
+        ("GTX 1080 Ti on 580, pip 2.9.1", ["bfsu", "aliyun", "nju", "upstream"], ["sustech"]),
+        ("CPU host, pip 2.9.1", ["bfsu", "aliyun", "nju", "upstream"], ["sustech"]),
+    ],
+)
+def test_a_fallback_serves_the_same_pins_or_is_left_out_with_its_reason(case, usable, left_out):
+    first, found = candidates(case, [name for name in CATALOG.mirrors if name != "tuna"])
+    plans, skipped = usable_fallbacks(first, found)
+    names = {id(candidate): name for name, candidate in found.items()}
+    assert [names[id(fallback)] for fallback in plans] == usable
+    assert [line.split()[2] for line in skipped] == left_out
+    for fallback in plans:
+        assert [pin.spec for pin in fallback.packages] == [pin.spec for pin in first.packages]
+        assert not any("tuna" in url for url in mirror_urls([fallback]))
+
+
+def test_a_mirror_that_lacks_the_channel_is_named_in_the_reason():
+    first, found = candidates("A100 on 535, pytorch channel 2.3.1", ["aliyun"])
+    _, skipped = usable_fallbacks(first, found)
+    assert skipped == [
+        "fallback mirror aliyun left out: aliyun does not mirror the conda channel 'pytorch', "
+        "which this plan needs; choose a mirror that does"
+    ]
+
+
+def test_the_plans_own_mirror_is_no_fallback():
+    first, found = candidates("H100 on 570, conda-forge 2.7.1", ["tuna"])
+    assert usable_fallbacks(first, found) == (
+        [],
+        ["fallback mirror tuna left out: it is the mirror the plan uses"],
+    )
+
+
+def test_a_fallback_that_would_pin_another_build_is_left_out():
+    facts, _, _ = HOSTS["H100 on 570, conda-forge 2.7.1"]
+    first = plan(facts, torch="2.7.1", installer="conda")
+    other = plan(facts, torch="2.7.1", installer="conda", mirror="bfsu", variant="cpu")
+    plans, skipped = usable_fallbacks(first, {"bfsu": other})
+    assert plans == []
+    assert skipped[0].startswith("fallback mirror bfsu left out: it would install pytorch=2.7.1=")
+    assert skipped[0].endswith(", not the plan's pins")
+
+
+def test_pip_source_of_a_plan():
+    _, found = candidates("GTX 1080 Ti on 580, pip 2.9.1", ["bfsu"])
+    assert PipSource.of(found["bfsu"]) == PipSource(
+        "https://mirrors.bfsu.edu.cn/pypi/web/simple",
+        ["flat", "https://mirrors.aliyun.com/pytorch-wheels/cu126/"],
+    )
+
+
+def test_mirror_urls_cover_channels_pins_and_index():
+    first, found = candidates("GTX 1080 Ti on 580, pip 2.9.1", ["bfsu"])
+    urls = mirror_urls([first, found["bfsu"]])
+    assert "https://pypi.tuna.tsinghua.edu.cn/simple" in urls
+    assert "https://mirrors.bfsu.edu.cn/pypi/web/simple" in urls
+    assert any("pytorch-wheels/cu126" in url for url in urls)
+
+
+def test_fallback_urls_become_tuna_layout_mirrors_named_by_their_url():
+    settings = Settings(fallback_mirrors=("bfsu", "http://10.0.0.5/mirror"))
+    catalog = catalog_for(settings)
+    requests = fallback_requests(settings, request_for(settings))
+    assert [r.mirror for r in requests.values()] == ["bfsu", "http://10.0.0.5/mirror"]
+    site = catalog["http://10.0.0.5/mirror"]
+    assert site.channel_url("conda-forge") == "http://10.0.0.5/mirror/anaconda/cloud/conda-forge"
+    assert site.pypi == "http://10.0.0.5/mirror/pypi/web/simple"
+    assert all(r.wheel_mirror == "aliyun" for r in requests.values())
