@@ -18,7 +18,7 @@ from labhelpers import deploy as run_deploy
 from labhelpers import running_lab, ssh
 
 from labtorch.sim import lab
-from labtorch.sim.mirror import read_log
+from labtorch.sim.mirror import read_log, set_fault
 
 CONDA_HOSTS = ["lab01", "lab02", "lab03", "lab04", "lab05", "lab06"]
 USER_CONDARC = "envs_dirs: [/data/envs]\ncustom_channels:\n  bioconda: https://bio.example/cloud\n"
@@ -156,6 +156,28 @@ def test_cpu_drift_repair_brought_back_the_cuda_build(lab_dir):
     probe = "import torch; print(torch.version.cuda, torch.cuda.is_available())"
     python = "/opt/conda/envs/torch/bin/python"
     assert must(ssh(lab_dir, "lab04", f"{python} -c '{probe}'")).strip() == "12.6 True"
+
+
+def test_a_blocked_mirror_falls_back_to_the_next_with_the_same_pins(lab_dir):
+    state = lab.mirror_state_dir(lab_dir)
+    must(ssh(lab_dir, "lab01", "/opt/conda/bin/conda remove -n torch --all -y -q"))
+    start = len(read_log(state))
+    set_fault(state, "/anaconda/", "403")
+    try:
+        _, results, _ = deploy(lab_dir)
+    finally:
+        set_fault(state, "/anaconda/", None)
+    assert changed_hosts(results) == {"lab01"}
+    assert sorted(results["failed_hosts"]) == FAILED
+    log = read_log(state)[start:]
+    assert {e["status"] for e in log if e["path"].startswith("/anaconda/")} == {403}
+    # The package cache still holds the tarballs: the fallback answers the solve's repodata.
+    answered = [e["path"] for e in log if e["status"] == 200]
+    assert "/fallback/anaconda/cloud/conda-forge/linux-64/repodata.json" in answered
+    meta = must(ssh(lab_dir, "lab01", "cat /opt/conda/envs/torch/conda-meta/pytorch-2.7.1-*.json"))
+    assert "/fallback/anaconda/cloud/conda-forge/" in json.loads(meta)["url"]
+    _, again, _ = deploy(lab_dir)
+    assert changed_hosts(again) == set()
 
 
 def test_every_download_went_to_the_mirror(lab_dir):

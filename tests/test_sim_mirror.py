@@ -281,6 +281,17 @@ def last_entry(state: Path, path: str) -> dict:
     return [entry for entry in read_log(state) if entry["path"] == path][-1]
 
 
+def test_the_fallback_serves_the_same_files_and_has_faults_of_its_own(faulted) -> None:
+    process, state = faulted
+    path = "/anaconda/cloud/conda-forge/noarch/repodata.json"
+    set_fault(state, "/anaconda/", "403")
+    first = fetch(process.url + path)
+    status, _, body = fetch(f"{process.url}/fallback{path}")
+    assert (first[0], status) == (403, 200)
+    assert body == (process.root / path.lstrip("/")).read_bytes()
+    assert last_entry(state, f"/fallback{path}")["fault"] is None
+
+
 def test_a_404_fault(faulted) -> None:
     process, state = faulted
     set_fault(state, "/anaconda/cloud/pytorch/", "404")

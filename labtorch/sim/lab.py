@@ -36,7 +36,7 @@ from pathlib import Path
 
 from labtorch.sim import fakedriver
 from labtorch.sim.fakedriver import HostFiles
-from labtorch.sim.mirror import read_mirror, start_mirror, stop_mirror
+from labtorch.sim.mirror import FALLBACK, read_mirror, start_mirror, stop_mirror
 from labtorch.sim.mirror_content import build_mirror_content
 from labtorch.sim.profiles import Profile, load_profiles
 from labtorch.sim.runtime import RUNTIME_MOUNT, build_runtime, install_conda
@@ -147,6 +147,11 @@ class MirrorStatus:
     url: str
     pid: int
     up: bool
+
+    @property
+    def fallback_url(self) -> str:
+        """The second mirror of the same content, as BFSU is to TUNA."""
+        return self.url + FALLBACK
 
 
 @dataclass(frozen=True)

@@ -62,11 +62,6 @@ class MirrorProcess:
     log_path: Path
     faults_path: Path
 
-    @property
-    def fallback_url(self) -> str:
-        """The second mirror of the same content."""
-        return self.url + FALLBACK
-
     def to_json(self) -> dict[str, object]:
         fields = asdict(self)
         return {
