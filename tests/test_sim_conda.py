@@ -443,7 +443,7 @@ def test_install_into_missing_env_fails(host: Host) -> None:
 
 def test_remove_packages_then_environment(host: Host) -> None:
     host.json("create", "-n", "gpu", "-y", f"pytorch=2.3.1={CUDA_BUILD}")
-    report = host.json("remove", "-n", "gpu", "-y", "pytorch-mutex")
+    report = host.json("remove", "-n", "gpu", "--offline", "-y", "pytorch-mutex")
     assert sorted(e["name"] for e in report["actions"]["UNLINK"]) == ["pytorch", "pytorch-mutex"]
     assert sorted(e["name"] for e in host.json("list", "-n", "gpu")) == ["pip", "python"]
     assert (

@@ -79,8 +79,10 @@ def env(
         host.noop(f"conda env {prefix} already holds {', '.join(p.spec for p in pins)}")
         return
     if verdict.remove:
+        # A removal downloads nothing; offline, a blocked mirror cannot fail it before the
+        # fallbacks get their turn.
         yield _conda(
-            conda, cuda, "remove", "-p", QuoteString(prefix), "-y", "-q",
+            conda, cuda, "remove", "-p", QuoteString(prefix), "--offline", "-y", "-q",
             *(QuoteString(package) for package in verdict.remove),
         )  # fmt: skip
     verb = "create" if verdict.action == CREATE else "install"
