@@ -43,8 +43,9 @@ torch_wheel_mirror_url = None
 
 # Mirrors to install the same pins from when an install from torch_mirror fails (TUNA answers 403
 # to address ranges it flags for bulk downloads, and has dropped whole mirrors without notice):
-# names ("bfsu" is TUNA's sister site) or TUNA-layout base URLs, tried in order. A fallback that
-# would pin anything else is left out, with a warning. [] turns fallbacks off.
+# names ("bfsu" is TUNA's sister site; "nju" also serves the PyTorch wheels) or TUNA-layout base
+# URLs, tried in order. A fallback that would pin anything else is left out, with a warning.
+# [] turns fallbacks off.
 torch_fallback_mirrors = ["bfsu"]
 
 # The condarc labtorch owns: "auto" ("system" when the SSH user is root, else "user"), "system"

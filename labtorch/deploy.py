@@ -101,7 +101,7 @@ def _fallbacks(
     """The fallback mirrors' plans that pin exactly what ``plan`` pins; the others are named."""
     candidates = {
         name: _plan(snapshot, settings, fallback, catalog)
-        for name, fallback in fallback_requests(settings, request).items()
+        for name, fallback in fallback_requests(settings, request, catalog).items()
     }
     usable, skipped = usable_fallbacks(plan, candidates)
     for reason in skipped:

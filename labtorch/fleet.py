@@ -72,9 +72,19 @@ def request_for(settings: Settings) -> Request:
     )
 
 
-def fallback_requests(settings: Settings, request: Request) -> dict[str, Request]:
-    """The request once per fallback mirror (a catalog name, or a URL named by itself)."""
-    return {name: replace(request, mirror=name) for name in settings.fallback_mirrors}
+def fallback_requests(
+    settings: Settings, request: Request, catalog: MirrorCatalog
+) -> dict[str, Request]:
+    """The request once per fallback mirror (a catalog name, or a URL named by itself); a
+    fallback that mirrors the PyTorch wheel indexes too serves the wheels as well."""
+    return {
+        name: replace(
+            request,
+            mirror=name,
+            wheel_mirror=name if catalog[name].pytorch_wheels else request.wheel_mirror,
+        )
+        for name in settings.fallback_mirrors
+    }
 
 
 def reusable_probe(snapshot: HostSnapshot) -> dict | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from test_rules import A100, CATALOG, GTX1080TI, H100, host, plan
 
+from labtorch.compat import load_compat
 from labtorch.fallback import PipSource, mirror_urls, usable_fallbacks
 from labtorch.fleet import catalog_for, fallback_requests, request_for
-from labtorch.rules import Plan, RequestError
+from labtorch.rules import Plan, RequestError, plan_for_host
 from labtorch.settings import Settings
 
 HOSTS = {
@@ -100,9 +101,26 @@ def test_mirror_urls_cover_channels_pins_and_index():
 def test_fallback_urls_become_tuna_layout_mirrors_named_by_their_url():
     settings = Settings(fallback_mirrors=("bfsu", "http://10.0.0.5/mirror"))
     catalog = catalog_for(settings)
-    requests = fallback_requests(settings, request_for(settings))
+    requests = fallback_requests(settings, request_for(settings), catalog)
     assert [r.mirror for r in requests.values()] == ["bfsu", "http://10.0.0.5/mirror"]
     site = catalog["http://10.0.0.5/mirror"]
     assert site.channel_url("conda-forge") == "http://10.0.0.5/mirror/anaconda/cloud/conda-forge"
     assert site.pypi == "http://10.0.0.5/mirror/pypi/web/simple"
     assert all(r.wheel_mirror == "aliyun" for r in requests.values())
+
+
+def test_a_fallback_with_wheel_indexes_serves_the_wheels_too():
+    settings = Settings(installer="pip", release="2.9.1", fallback_mirrors=("nju", "bfsu"))
+    catalog = catalog_for(settings)
+    requests = fallback_requests(settings, request_for(settings), catalog)
+    assert {name: r.wheel_mirror for name, r in requests.items()} == {
+        "nju": "nju",
+        "bfsu": "aliyun",
+    }
+    facts, _, _ = HOSTS["GTX 1080 Ti on 580, pip 2.9.1"]
+    first = plan(facts, torch="2.9.1", installer="pip")
+    nju = plan_for_host(facts, requests["nju"], load_compat(), catalog)
+    plans, skipped = usable_fallbacks(first, {"nju": nju})
+    assert (plans, skipped) == ([nju], [])
+    assert PipSource.of(nju).wheel_index[1] == catalog["nju"].pytorch_wheels.url("cu126")
+    assert PipSource.of(nju).index_url == catalog["nju"].pypi
