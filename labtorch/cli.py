@@ -16,6 +16,7 @@ from labtorch.commands import install_command
 from labtorch.compat import load_compat
 from labtorch.datafiles import DataError
 from labtorch.mirrors import load_catalog
+from labtorch.mirrors_cli import add_mirrors_parser
 from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
 from labtorch.report_cli import add_report_parser
 from labtorch.rules import (
@@ -167,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(handler=plan_command)
     add_sim_parser(commands)
     add_report_parser(commands)
+    add_mirrors_parser(commands)
     return parser
 
 

@@ -39,22 +39,6 @@ WHEEL_PAGES = ["cpu", "cu126", "cu128"]
 USER_AGENT = "labtorch-test/1.0"
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The content, built once per session: a second build sees the stamp and does nothing."""
-    path = tmp_path_factory.getbasetemp() / "mirror-root"
-    build_mirror_content(path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def mirror(root: Path, tmp_path_factory: pytest.TempPathFactory):
-    state = tmp_path_factory.mktemp("mirror-state")
-    process = start_mirror(root, state)
-    yield process, state
-    stop_mirror(state)
-
-
 def fetch(url: str, method: str = "GET") -> tuple[int, Message, bytes]:
     """Status, headers and body, for error statuses too."""
     request = Request(url, method=method, headers={"User-Agent": USER_AGENT})
