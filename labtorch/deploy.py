@@ -21,23 +21,22 @@ from labtorch.compat import load_compat
 from labtorch.condarc import mirror_config
 from labtorch.envdiff import OK, env_verdict
 from labtorch.facts.labhost import LabHost
-from labtorch.fallback import PipSource, mirror_urls, usable_fallbacks
+from labtorch.fallback import PipSource, usable_fallbacks
 from labtorch.fleet import (
     catalog_for,
+    expectation_for,
     fallback_requests,
     host_facts,
     request_for,
     reusable_probe,
 )
 from labtorch.mirrors import Mirror, MirrorCatalog
-from labtorch.nvidia_smi import SmiReport
 from labtorch.operations import checks, conda, pipenv
 from labtorch.report import fleet_report, host_record, render_table
 from labtorch.report_html import render_html
 from labtorch.rules import PackagePin, Plan, Request, RequestError, plan_for_host
 from labtorch.settings import PREFIX, Settings, SettingsError, check_keys, settings_from
 from labtorch.snapshot import HostSnapshot
-from labtorch.verdict import Expectation
 
 REPORT_DIR_ENV = "LABTORCH_REPORT_DIR"
 _checked: set[int] = set()
@@ -177,18 +176,6 @@ def _refuse(step: str, reason: str) -> None:
     checks.refuse(name=step, reason=reason)
 
 
-def _expectation(snapshot: HostSnapshot, plan: Plan, fallbacks: list[Plan]) -> Expectation:
-    smi = snapshot.nvidia_smi
-    return Expectation(
-        torch=plan.torch.version,
-        variant=plan.variant,
-        cuda=plan.cuda,
-        gpus=len(smi.gpus) if isinstance(smi, SmiReport) else 0,
-        mirrors=mirror_urls([plan, *fallbacks]),
-        plan_note="; ".join(plan.warnings) or plan.reasons[-1],
-    )
-
-
 @deploy("labtorch: PyTorch")
 def install_pytorch() -> None:
     """Bring this host to the build the rules choose for it, through the mirror, and prove it."""
@@ -250,6 +237,6 @@ def install_pytorch() -> None:
     checks.verify(
         name="Prove torch works",
         python=f"{snapshot.env_path}/bin/python",
-        expected=_expectation(snapshot, plan, fallbacks),
+        expected=expectation_for(plan, fallbacks, snapshot.nvidia_smi),
         reused=reusable_probe(snapshot) if unchanged and settings.probe == "on-change" else None,
     )

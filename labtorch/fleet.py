@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from labtorch.fallback import mirror_urls
 from labtorch.mirrors import MirrorCatalog, load_catalog, tuna_layout_mirror, wheels_only_mirror
 from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
-from labtorch.rules import HostFacts, Request
+from labtorch.rules import HostFacts, Plan, Request
 from labtorch.settings import Settings
 from labtorch.snapshot import HostSnapshot
+from labtorch.verdict import Expectation
 
 SITE_MIRROR = "site"
 SITE_WHEELS = "site-wheels"
@@ -97,3 +99,18 @@ def reusable_probe(snapshot: HostSnapshot) -> dict | None:
     if cache.get("kernel_driver") != snapshot.kernel_driver:
         return None
     return cache
+
+
+def expectation_for(
+    plan: Plan, fallbacks: list[Plan], smi: SmiReport | SmiFailure | None
+) -> Expectation:
+    """What the probe must find: the plan's build, on every GPU nvidia-smi listed, from the
+    plan's mirror or one of its fallbacks (an env a fallback served passes on every rerun)."""
+    return Expectation(
+        torch=plan.torch.version,
+        variant=plan.variant,
+        cuda=plan.cuda,
+        gpus=len(smi.gpus) if isinstance(smi, SmiReport) else 0,
+        mirrors=mirror_urls([plan, *fallbacks]),
+        plan_note="; ".join(plan.warnings) or plan.reasons[-1],
+    )

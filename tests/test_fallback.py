@@ -7,9 +7,10 @@ from test_rules import A100, CATALOG, GTX1080TI, H100, host, plan
 
 from labtorch.compat import load_compat
 from labtorch.fallback import PipSource, mirror_urls, usable_fallbacks
-from labtorch.fleet import catalog_for, fallback_requests, request_for
+from labtorch.fleet import catalog_for, expectation_for, fallback_requests, request_for
 from labtorch.rules import Plan, RequestError, plan_for_host
 from labtorch.settings import Settings
+from labtorch.verdict import judge
 
 HOSTS = {
     "H100 on 570, conda-forge 2.7.1": (host("570.86", "12.8", H100), "2.7.1", "conda"),
@@ -124,3 +125,32 @@ def test_a_fallback_with_wheel_indexes_serves_the_wheels_too():
     assert (plans, skipped) == ([nju], [])
     assert PipSource.of(nju).wheel_index[1] == catalog["nju"].pytorch_wheels.url("cu126")
     assert PipSource.of(nju).index_url == catalog["nju"].pypi
+
+
+@pytest.mark.parametrize(
+    ("served_by", "passes"),
+    [
+        ("https://mirrors.tuna.tsinghua.edu.cn/anaconda/cloud/conda-forge", True),
+        ("https://mirrors.bfsu.edu.cn/anaconda/cloud/conda-forge", True),
+        ("https://conda.anaconda.org/conda-forge", False),
+    ],
+)
+def test_the_probe_accepts_the_plans_mirror_and_its_fallbacks_only(served_by, passes):
+    facts, _, _ = HOSTS["H100 on 570, conda-forge 2.7.1"]
+    first = plan(facts, torch="2.7.1", installer="conda")
+    bfsu = plan(facts, torch="2.7.1", installer="conda", mirror="bfsu")
+    expected = expectation_for(first, [bfsu], facts.nvidia_smi)
+    assert (expected.torch, expected.variant, expected.gpus) == ("2.7.1", "cu126", 1)
+    probe = {
+        "packages": {"torch": {"version": "2.7.1", "error": None}},
+        "origins": {"torch": {"url": f"{served_by}/linux-64/pytorch-2.7.1.conda"}},
+        "gpu": {
+            "cuda": "12.6",
+            "available": True,
+            "arch_list": ["sm_90"],
+            "devices": [{"index": 0, "name": "H100", "capability": "9.0", "matmul": "ok"}],
+        },
+        "cpu_matmul": "ok",
+    }
+    verdict = judge(probe, expected)
+    assert verdict.passed is passes, verdict.failures
