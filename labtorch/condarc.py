@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import yaml
 
+from labtorch.datafiles import YAML_LOADER
 from labtorch.mirrors import DEFAULTS, Mirror, MirrorCatalog
 from labtorch.rules import Plan
 
@@ -44,7 +45,7 @@ def _load(text: str | None) -> dict:
     if not text or not text.strip():
         return {}
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -56,9 +57,9 @@ def _load(text: str | None) -> dict:
     return data
 
 
-def merged_condarc(current: str | None, config: CondaMirrorConfig) -> dict:
-    """The condarc after labtorch's keys are applied to ``current``."""
-    data = _load(current)
+def _merged(current: dict, config: CondaMirrorConfig) -> dict:
+    """The condarc after labtorch's keys are applied to ``current`` (left as it was)."""
+    data = dict(current)
     custom = data.get("custom_channels") or {}
     if not isinstance(custom, dict):
         raise CondarcError("custom_channels is not a mapping")
@@ -71,7 +72,8 @@ def merged_condarc(current: str | None, config: CondaMirrorConfig) -> dict:
 
 def condarc_change(current: str | None, config: CondaMirrorConfig) -> str | None:
     """The new condarc text, or None when ``current`` already says what labtorch wants."""
-    wanted = merged_condarc(current, config)
-    if current is not None and _load(current) == wanted:
+    have = _load(current)
+    wanted = _merged(have, config)
+    if current is not None and have == wanted:
         return None
     return yaml.safe_dump(wanted, sort_keys=False, default_flow_style=False)

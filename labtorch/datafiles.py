@@ -17,8 +17,8 @@ DATA_DIR = Path(__file__).parent / "data"
 
 T = TypeVar("T")
 
-# libyaml's loader, where PyYAML was built with it, parses the data files several times faster.
-_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# libyaml's loader, where PyYAML was built with it, parses YAML several times faster.
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class DataError(ValueError):
@@ -106,7 +106,7 @@ def load_data_file(path: str | Path) -> Node:
     except OSError as exc:
         raise DataError(path, "", f"cannot read the file: {exc.strerror}") from exc
     try:
-        value = yaml.load(text, Loader=_LOADER)
+        value = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         raise DataError(path, "", f"not valid YAML: {exc}") from exc
     return Node(str(path), "", value)
