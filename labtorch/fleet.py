@@ -111,6 +111,7 @@ def expectation_for(
         variant=plan.variant,
         cuda=plan.cuda,
         gpus=len(smi.gpus) if isinstance(smi, SmiReport) else 0,
-        mirrors=mirror_urls([plan, *fallbacks]),
+        mirrors=mirror_urls([plan]),
         plan_note="; ".join(plan.warnings) or plan.reasons[-1],
+        fallbacks=mirror_urls(fallbacks),
     )

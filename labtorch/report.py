@@ -234,7 +234,8 @@ def _build(record: dict) -> str:
 
 
 def render_table(report: dict) -> str:
-    """A compact table for the terminal, one line per host, then the reasons of failed hosts."""
+    """A compact table for the terminal, one line per host, then the reasons of failed hosts
+    and the probe's notes (a package a fallback mirror served, an origin not recorded)."""
     rows = [("host", "status", "GPUs", "driver / CUDA", "torch (variant)")]
     for record in report["hosts"]:
         driver = record["driver"]
@@ -257,4 +258,6 @@ def render_table(report: dict) -> str:
     for record in report["hosts"]:
         if record["reason"]:
             lines.append(f"  {record['name']}: {record['reason']}")
+        for note in (record["probe"] or {}).get("notes", ()):
+            lines.append(f"  {record['name']}: note: {note}")
     return "\n".join(lines)

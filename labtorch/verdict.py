@@ -25,6 +25,7 @@ class Expectation:
     + gpus: how many GPUs nvidia-smi listed on the host
     + mirrors: the URLs packages may come from (channels, indexes, wheel pages)
     + plan_note: why the plan is what it is (shown when a GPU host is given a CPU build)
+    + fallbacks: the fallback mirrors' URLs: packages from them pass, with a note that says so
     """
 
     torch: str
@@ -33,6 +34,7 @@ class Expectation:
     gpus: int
     mirrors: list[str] = field(default_factory=list)
     plan_note: str = ""
+    fallbacks: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -46,21 +48,32 @@ def _kernel(arch_list: list[str], capability: str) -> str | None:
     return ArchList.from_torch(arch_list).kernel_for(ComputeCapability.parse(capability))
 
 
-def _origin_problems(probe: dict, mirrors: list[str]) -> tuple[list[str], list[str]]:
-    """Packages that came from anywhere but the mirror's hosts (failures), and unknown origins."""
-    allowed = {urlsplit(url).netloc for url in mirrors}
+def _netlocs(urls: list[str]) -> set[str]:
+    return {urlsplit(url).netloc for url in urls}
+
+
+def _origin_problems(probe: dict, expected: Expectation) -> tuple[list[str], list[str]]:
+    """Packages that came from anywhere but the mirror's hosts (failures); unknown origins and
+    packages that a fallback mirror served (notes: the first mirror failed that install)."""
+    primary = _netlocs(expected.mirrors)
+    fallback = _netlocs(expected.fallbacks) - primary
     failures, notes = [], []
     for name in FAMILY:
         origin = (probe.get("origins") or {}).get(name)
         if not origin or probe["packages"].get(name, {}).get("version") is None:
             continue
         url = origin.get("url")
+        netloc = urlsplit(url).netloc if url else None
         if url is None:
             notes.append(f"{name}: where pip downloaded it from was not recorded")
-        elif urlsplit(url).netloc not in allowed:
-            failures.append(
-                f"{name} came from {url}, not from the mirror ({', '.join(sorted(allowed))})"
+        elif netloc in fallback:
+            notes.append(
+                f"{name} came from the fallback mirror {netloc}: the first mirror failed this "
+                "install; check it with `labtorch mirrors`"
             )
+        elif netloc not in primary:
+            allowed = ", ".join(sorted(primary | fallback))
+            failures.append(f"{name} came from {url}, not from the mirror ({allowed})")
     return failures, notes
 
 
@@ -111,6 +124,6 @@ def judge(probe: dict | None, expected: Expectation) -> Verdict:
     failures += _gpu_problems(probe, expected)
     if probe.get("cpu_matmul") != "ok":
         failures.append(f"a matmul on the CPU failed: {probe.get('cpu_matmul')}")
-    origin_failures, notes = _origin_problems(probe, expected.mirrors)
+    origin_failures, notes = _origin_problems(probe, expected)
     failures += origin_failures
     return Verdict(not failures, failures, notes)

@@ -128,14 +128,19 @@ def test_a_fallback_with_wheel_indexes_serves_the_wheels_too():
 
 
 @pytest.mark.parametrize(
-    ("served_by", "passes"),
+    ("served_by", "passes", "note"),
     [
-        ("https://mirrors.tuna.tsinghua.edu.cn/anaconda/cloud/conda-forge", True),
-        ("https://mirrors.bfsu.edu.cn/anaconda/cloud/conda-forge", True),
-        ("https://conda.anaconda.org/conda-forge", False),
+        ("https://mirrors.tuna.tsinghua.edu.cn/anaconda/cloud/conda-forge", True, None),
+        (
+            "https://mirrors.bfsu.edu.cn/anaconda/cloud/conda-forge",
+            True,
+            "torch came from the fallback mirror mirrors.bfsu.edu.cn: the first mirror failed "
+            "this install; check it with `labtorch mirrors`",
+        ),
+        ("https://conda.anaconda.org/conda-forge", False, None),
     ],
 )
-def test_the_probe_accepts_the_plans_mirror_and_its_fallbacks_only(served_by, passes):
+def test_the_probe_accepts_the_plans_mirror_and_its_fallbacks_only(served_by, passes, note):
     facts, _, _ = HOSTS["H100 on 570, conda-forge 2.7.1"]
     first = plan(facts, torch="2.7.1", installer="conda")
     bfsu = plan(facts, torch="2.7.1", installer="conda", mirror="bfsu")
@@ -154,3 +159,9 @@ def test_the_probe_accepts_the_plans_mirror_and_its_fallbacks_only(served_by, pa
     }
     verdict = judge(probe, expected)
     assert verdict.passed is passes, verdict.failures
+    assert verdict.notes == ([note] if note else [])
+    if not passes:
+        assert verdict.failures == [
+            f"torch came from {served_by}/linux-64/pytorch-2.7.1.conda, not from the mirror "
+            "(mirrors.bfsu.edu.cn, mirrors.tuna.tsinghua.edu.cn)"
+        ]

@@ -84,8 +84,11 @@ def pascal(matmul: str = "ok") -> list[dict]:
     return [{**PASCAL, "matmul": matmul}]
 
 
-def deploy_record(name: str, smi_file: str | None, found: dict | None) -> dict:
-    """A host's record as the deploy writes it: plan from the rules, verdict from the probe."""
+def deploy_record(
+    name: str, smi_file: str | None, found: dict | None, mirror: str = MIRROR
+) -> dict:
+    """A host's record as the deploy writes it: plan from the rules, verdict from the probe;
+    ``mirror`` is the first mirror (``MIRROR`` then being the fallback)."""
     host = snapshot(smi_file)
     plan = plan_for_host(
         HostFacts(platform="linux-64", glibc="2.36", nvidia_smi=host.nvidia_smi),
@@ -100,7 +103,8 @@ def deploy_record(name: str, smi_file: str | None, found: dict | None) -> dict:
         variant=plan.variant,
         cuda=plan.cuda,
         gpus=len(host_hardware(host)["gpus"]),
-        mirrors=[MIRROR],
+        mirrors=[mirror],
+        fallbacks=[MIRROR] if mirror != MIRROR else [],
     )
     return host_record(name, ["gpu"], host, plan, None, found, judge(found, expected))
 
@@ -201,6 +205,22 @@ def test_audit_report_flags_each_failing_host_and_says_why():
     assert NO_ENV in hosts["lab08"]["reason"]
     assert hosts["lab10"]["reason"] == UNREACHABLE
     assert hosts["lab10"]["envs"] == []
+
+
+def test_table_notes_a_host_that_a_fallback_mirror_served():
+    record = deploy_record(
+        "lab05",
+        "table_gtx1080ti_570.86.15.txt",
+        probe(devices=pascal()),
+        mirror="https://mirrors.tuna.tsinghua.edu.cn/anaconda/cloud/conda-forge",
+    )
+    lines = render_table(fleet_report([record], now=NOW)).splitlines()
+    assert record["status"] == "ok"
+    assert lines[-3:] == [
+        f"  lab05: note: {name} came from the fallback mirror mirror.example: the first mirror "
+        "failed this install; check it with `labtorch mirrors`"
+        for name in ("torch", "torchvision", "torchaudio")
+    ]
 
 
 def test_audit_table_shows_every_env_and_the_reasons():
