@@ -62,6 +62,13 @@ def _mirror_name(value: Any) -> str | None:
     return f"must be a mirror of labtorch/data/mirrors.yaml ({', '.join(known)})"
 
 
+def _wheel_mirror_name(value: Any) -> str | None:
+    wheels = load_catalog().wheel_mirrors()
+    if isinstance(value, str) and value in wheels:
+        return None
+    return f"must be a mirror of the PyTorch wheel indexes ({', '.join(wheels)})"
+
+
 def _fallback_mirrors(value: Any) -> str | None:
     if not isinstance(value, list | tuple):
         return 'must be a list such as ["bfsu"]'
@@ -119,7 +126,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "toolkit": _boolean,
     "mirror": _mirror_name,
     "mirror_url": _optional(_pattern(_URL, "https://mirrors.example.edu.cn")),
-    "wheel_mirror": _mirror_name,
+    "wheel_mirror": _wheel_mirror_name,
     "wheel_mirror_url": _optional(_pattern(_URL, "https://mirror.example/whl/{variant}/")),
     "fallback_mirrors": _fallback_mirrors,
     "condarc_scope": _scope(("auto", "system", "user")),

@@ -38,7 +38,8 @@ FIXTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"
         ({"torch_mirror_url": "ftp://x"}, "torch_mirror_url", "must look like https://"),
         ({"torch_wheel_mirror_url": "https://m/whl/"}, "torch_wheel_mirror_url", "{variant}"),
         ({"torch_mirror": "tsinghua"}, "torch_mirror", "must be a mirror of labtorch/data/"),
-        ({"torch_wheel_mirror": "pypi"}, "torch_wheel_mirror", "(tuna, bfsu, sustech"),
+        ({"torch_wheel_mirror": "pypi"}, "torch_wheel_mirror", "indexes (aliyun, nju, upstream)"),
+        ({"torch_wheel_mirror": "tuna"}, "torch_wheel_mirror", "indexes (aliyun, nju, upstream)"),
         ({"torch_fallback_mirrors": "bfsu"}, "torch_fallback_mirrors", 'a list such as ["bfsu"]'),
         (
             {"torch_fallback_mirrors": ["bfsu", "ftp://m"]},
