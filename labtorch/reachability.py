@@ -62,16 +62,12 @@ class Outcome:
 def endpoints(mirror: Mirror, variant: str = "cpu") -> list[Endpoint]:
     """The URLs a deploy fetches from ``mirror``: each conda channel's ``noarch/repodata.json``,
     the PyPI page of torch, and the variant's PyTorch wheel page, where the mirror has them."""
+    channels = [(f"{DEFAULTS} ({url.rsplit('/', 1)[-1]})", url) for url in mirror.default_channels]
+    channels += [(c, mirror.channel_url(c)) for c in PLAN_CHANNELS if mirror.carries(c)]
     found = [
-        Endpoint(mirror.name, f"conda {DEFAULTS} ({url.rsplit('/', 1)[-1]})", url)
-        for url in mirror.default_channels
+        Endpoint(mirror.name, f"conda {what}", f"{url}/noarch/repodata.json")
+        for what, url in channels
     ]
-    found += [
-        Endpoint(mirror.name, f"conda {channel}", mirror.channel_url(channel))
-        for channel in PLAN_CHANNELS
-        if mirror.carries(channel)
-    ]
-    found = [Endpoint(e.mirror, e.what, f"{e.url}/noarch/repodata.json") for e in found]
     if mirror.pypi:
         found.append(Endpoint(mirror.name, "PyPI (torch)", f"{mirror.pypi.rstrip('/')}/torch/"))
     if mirror.pytorch_wheels:
