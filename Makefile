@@ -4,9 +4,31 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 FIXTURES := tests/fixtures/nvidia-smi
 
-.PHONY: install test lint demo bench clean
+.PHONY: system install test lint demo bench clean
 
-install: $(VENV)/.installed
+# What the lab and the tests need from the distribution, as `command:Debian package`: sshd for the
+# simulated hosts, chromium for the HTML report's browser test, the venv module for the virtualenv.
+SYSTEM_NEEDS := /usr/sbin/sshd:openssh-server chromium:chromium python3-venv:python3-venv
+
+# Installs the missing Debian packages as root (quiet, and nothing at all when everything is
+# there); elsewhere stops at once with the command to run.
+system:
+	@missing=""; \
+	for need in $(SYSTEM_NEEDS); do \
+	    cmd=$${need%%:*}; pkg=$${need##*:}; \
+	    if [ "$$cmd" = python3-venv ]; then $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null && continue; \
+	    else command -v "$$cmd" >/dev/null 2>&1 && continue; fi; \
+	    missing="$$missing $$pkg"; \
+	done; \
+	[ -z "$$missing" ] && exit 0; \
+	if [ "$$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "missing:$$missing; as root run: apt-get install -y --no-install-recommends$$missing" >&2; exit 1; \
+	fi; \
+	echo "installing Debian packages:$$missing"; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	apt-get update -qq && apt-get install -y -qq --no-install-recommends $$missing >/dev/null
+
+install: system $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
