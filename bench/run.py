@@ -206,7 +206,7 @@ class Lab:
 
 def lab_up(n_hosts: int, state_dir: Path) -> Lab:
     """Start a lab of exactly ``n_hosts`` hosts (hosts already up with it are kept)."""
-    from labtorch.sim import lab
+    from labtorch_sim import lab
 
     result = lab.up(n_hosts, None, state_dir)
     return Lab(
@@ -217,7 +217,7 @@ def lab_up(n_hosts: int, state_dir: Path) -> Lab:
 
 
 def lab_down(state_dir: Path) -> None:
-    from labtorch.sim import lab
+    from labtorch_sim import lab
 
     lab.down(state_dir)
 

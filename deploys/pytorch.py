@@ -3,6 +3,6 @@
 pyinfra inventories/lab.py deploys/pytorch.py -y
 """
 
-from labtorch.deploy import install_pytorch
+from labtorch.deploy.pytorch import install_pytorch
 
 install_pytorch()

@@ -6,8 +6,8 @@ Groups ``gpu`` and ``cpu`` follow the hosts' profiles. Host keys are checked str
 the lab's own known_hosts file (written at every ``sim up``), so nothing touches ~/.ssh.
 """
 
-from labtorch.sim import default_state_dir
-from labtorch.sim.lab import HostStatus, status
+from labtorch_sim import default_state_dir
+from labtorch_sim.lab import HostStatus, status
 
 
 def _lab_hosts() -> tuple[HostStatus, ...]:

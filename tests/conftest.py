@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from labtorch.sim.mirror import start_mirror, stop_mirror
-from labtorch.sim.mirror_content import build_mirror_content
+from labtorch_sim.mirror import start_mirror, stop_mirror
+from labtorch_sim.mirror_content import build_mirror_content
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labtorch.sim import STATE_DIR_ENV, lab
+from labtorch_sim import STATE_DIR_ENV, lab
 
 REPO = Path(__file__).resolve().parents[1]
 PYINFRA = str(Path(sys.executable).parent / "pyinfra")

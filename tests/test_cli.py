@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from labtorch.cli import main
+from labtorch.cli.main import main
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"
 
@@ -153,7 +153,7 @@ def plan_in_subprocess(path: str) -> dict:
     """Run `labtorch plan` as a user would, with PATH deciding which nvidia-smi it finds."""
     argv = ["--torch", "2.9", "--installer", "pip", "--platform", "linux-64", "--python", "3.12"]
     done = subprocess.run(
-        [sys.executable, "-m", "labtorch.cli", "plan", *argv, "--json"],
+        [sys.executable, "-m", "labtorch.cli.main", "plan", *argv, "--json"],
         capture_output=True,
         text=True,
         env={**os.environ, "PATH": path},

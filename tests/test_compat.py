@@ -7,15 +7,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labtorch.compat import (
+from labtorch.data.compat import (
     ArchList,
     cuda_of_variant,
     driver_key,
     load_compat,
     load_compat_files,
 )
-from labtorch.datafiles import DATA_DIR, DataError
-from labtorch.gpus import ComputeCapability
+from labtorch.data.files import DATA_DIR, DataError
+from labtorch.data.gpus import ComputeCapability
 
 COMPAT = load_compat()
 ALL_LINES = ["1.13", *(f"2.{minor}" for minor in range(16))]

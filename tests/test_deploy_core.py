@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labtorch.condarc import CondaMirrorConfig, condarc_change
-from labtorch.envdiff import CREATE, OK, REPAIR, env_verdict, pin_problem
-from labtorch.fleet import catalog_for, gpu_state, request_for
-from labtorch.gpus import Gpu
-from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
-from labtorch.pipconf import PipConfError, pip_conf_change
-from labtorch.rules import PackagePin
-from labtorch.settings import Settings, SettingsError, check_keys, settings_from
-from labtorch.snapshot import InstalledPackage, parse_snapshot, snapshot_command
+from labtorch.operations.util.condarc import CondaMirrorConfig, condarc_change
+from labtorch.rules.envdiff import CREATE, OK, REPAIR, env_verdict, pin_problem
+from labtorch.deploy.inputs import catalog_for, gpu_state, request_for
+from labtorch.data.gpus import Gpu
+from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
+from labtorch.operations.util.pipconf import PipConfError, pip_conf_change
+from labtorch.rules.plan import PackagePin
+from labtorch.deploy.settings import Settings, SettingsError, check_keys, settings_from
+from labtorch.facts.host_state import InstalledPackage, parse_host_state, host_state_script
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"
 
@@ -108,7 +108,7 @@ def _report(driver: str) -> SmiReport:
     ],
 )
 def test_kernel_module_older_than_driver_is_a_pending_reboot(kernel, driver, mismatch):
-    snapshot = parse_snapshot(["@@labtorch system", "Linux", "x86_64", "0", "/root"])
+    snapshot = parse_host_state(["@@labtorch system", "Linux", "x86_64", "0", "/root"])
     from dataclasses import replace
 
     state = gpu_state(replace(snapshot, kernel_driver=kernel, nvidia_smi=_report(driver)))
@@ -245,9 +245,9 @@ def _fake_host(root: Path) -> dict[str, str]:
 
 def test_snapshot_script_on_a_fake_host(tmp_path):
     env = _fake_host(tmp_path)
-    script = snapshot_command("conda", "torch", "system", "/opt/labtorch/venvs", "env")
+    script = host_state_script("conda", "torch", "system", "/opt/labtorch/venvs", "env")
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, check=True)
-    snapshot = parse_snapshot(done.stdout.splitlines())
+    snapshot = parse_host_state(done.stdout.splitlines())
     root = f"{env['HOME']}/miniconda3"
     assert snapshot.conda_exe == f"{root}/bin/conda"
     assert snapshot.conda_version == "26.7.1"
@@ -270,9 +270,9 @@ def test_snapshot_script_on_a_fake_host(tmp_path):
 
 def test_snapshot_script_without_anything(tmp_path):
     env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "CONDA_EXE": ""}
-    script = snapshot_command("pip", "torch", "user", str(tmp_path / "venvs"), "global")
+    script = host_state_script("pip", "torch", "user", str(tmp_path / "venvs"), "global")
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, check=True)
-    snapshot = parse_snapshot(done.stdout.splitlines())
+    snapshot = parse_host_state(done.stdout.splitlines())
     assert snapshot.nvidia_smi is None
     assert snapshot.conda_exe is None
     assert snapshot.env_prefix is None and snapshot.env_packages is None
@@ -280,8 +280,8 @@ def test_snapshot_script_without_anything(tmp_path):
 
 
 def test_snapshot_rejects_other_output():
-    with pytest.raises(ValueError, match="not labtorch snapshot output"):
-        parse_snapshot(["hello"])
+    with pytest.raises(ValueError, match="not labtorch host state output"):
+        parse_host_state(["hello"])
 
 
 # ---------------------------------------------------------------- reusing the last probe
@@ -305,8 +305,8 @@ def test_last_probe_is_reused_only_when_env_and_driver_are_unchanged(
 ):
     from dataclasses import replace
 
-    from labtorch.fleet import reusable_probe
+    from labtorch.deploy.inputs import reusable_probe
 
-    snapshot = parse_snapshot(["@@labtorch system", "Linux", "x86_64", "0", "/root"])
+    snapshot = parse_host_state(["@@labtorch system", "Linux", "x86_64", "0", "/root"])
     snapshot = replace(snapshot, probe_cache=cache, env_listing=listing, kernel_driver=kernel)
     assert reusable_probe(snapshot) == (cache if reused else None)

@@ -17,8 +17,8 @@ import yaml
 from labhelpers import deploy as run_deploy
 from labhelpers import running_lab, ssh
 
-from labtorch.sim import lab
-from labtorch.sim.mirror import read_log, set_fault
+from labtorch_sim import lab
+from labtorch_sim.mirror import read_log, set_fault
 
 CONDA_HOSTS = ["lab01", "lab02", "lab03", "lab04", "lab05", "lab06"]
 USER_CONDARC = "envs_dirs: [/data/envs]\ncustom_channels:\n  bioconda: https://bio.example/cloud\n"

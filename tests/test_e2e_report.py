@@ -15,7 +15,7 @@ import pytest
 from labhelpers import REPO, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
-from labtorch.report_cli import add_report_parser
+from labtorch.cli.report import add_report_parser
 
 HOSTS = [f"lab0{i}" for i in range(1, 9)]
 CPU_BUILD = (

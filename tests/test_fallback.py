@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 from test_rules import A100, CATALOG, GTX1080TI, H100, host, plan
 
-from labtorch.compat import load_compat
-from labtorch.fallback import PipSource, mirror_urls, usable_fallbacks
-from labtorch.fleet import catalog_for, expectation_for, fallback_requests, request_for
-from labtorch.rules import Plan, RequestError, plan_for_host
-from labtorch.settings import Settings
-from labtorch.verdict import judge
+from labtorch.data.compat import load_compat
+from labtorch.rules.fallback import PipSource, mirror_urls, usable_fallbacks
+from labtorch.deploy.inputs import catalog_for, expectation_for, fallback_requests, request_for
+from labtorch.rules.plan import Plan, RequestError, plan_for_host
+from labtorch.deploy.settings import Settings
+from labtorch.rules.verdict import judge
 
 HOSTS = {
     "H100 on 570, conda-forge 2.7.1": (host("570.86", "12.8", H100), "2.7.1", "conda"),

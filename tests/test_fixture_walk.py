@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labtorch.nvidia_smi import (
+from labtorch.facts.nvidia_smi import (
     ERR_NAME,
     SmiFailure,
     SmiFailureKind,

@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from labtorch.datafiles import DataError
-from labtorch.gpu_catalog import (
+from labtorch.data.files import DataError
+from labtorch.data.gpu_catalog import (
     capability_for_name,
     gpu_catalog,
     load_gpu_catalog,
     normalise_gpu_name,
 )
-from labtorch.gpus import ComputeCapability
+from labtorch.data.gpus import ComputeCapability
 
 # Every name the fixtures show, then common lab GPUs in the spellings of different driver eras.
 KNOWN = [

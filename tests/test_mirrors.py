@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from labtorch.datafiles import DATA_DIR, DataError
-from labtorch.mirrors import NotMirrored, load_catalog, load_catalog_file
+from labtorch.data.files import DATA_DIR, DataError
+from labtorch.data.mirrors import NotMirrored, load_catalog, load_catalog_file
 
 CATALOG = load_catalog()
 TUNA = "https://mirrors.tuna.tsinghua.edu.cn/anaconda"

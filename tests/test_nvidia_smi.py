@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from labtorch.gpus import ComputeCapability
-from labtorch.nvidia_smi import (
+from labtorch.data.gpus import ComputeCapability
+from labtorch.facts.nvidia_smi import (
     ERR_NAME,
     SmiFailure,
     SmiFailureKind,

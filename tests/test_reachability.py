@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from labtorch.mirrors import load_catalog, tuna_layout_mirror
-from labtorch.reachability import (
+from labtorch.data.mirrors import load_catalog, tuna_layout_mirror
+from labtorch.report.reachability import (
     BLOCKED,
     FAILING,
     MISSING,
@@ -23,7 +23,7 @@ from labtorch.reachability import (
     endpoints,
     render,
 )
-from labtorch.sim.mirror import set_fault
+from labtorch_sim.mirror import set_fault
 
 CATALOG = load_catalog()
 TUNA_BLOCK = (
@@ -101,7 +101,7 @@ def test_render_lists_every_endpoint_then_what_to_do_about_the_problems():
 
 
 def labtorch_mirrors(*args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "labtorch.cli", "mirrors", *args]
+    command = [sys.executable, "-m", "labtorch.cli.main", "mirrors", *args]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 

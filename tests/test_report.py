@@ -14,26 +14,26 @@ from pathlib import Path
 
 import pytest
 
-from labtorch.audit import NO_ENV, env_variant, judge_env
-from labtorch.compat import load_compat
-from labtorch.facts.audit import AUDIT_MARK, ENV_MARK, TorchEnvs, audit_command
-from labtorch.mirrors import load_catalog
-from labtorch.nvidia_smi import parse_nvidia_smi
-from labtorch.probe_script import MARK as PROBE_MARK
-from labtorch.report import (
+from labtorch.rules.audit_verdict import NO_ENV, env_variant, judge_env
+from labtorch.data.compat import load_compat
+from labtorch.facts.env_discovery import AUDIT_MARK, ENV_MARK, audit_command
+from labtorch.facts.pyinfra_facts import TorchEnvs
+from labtorch.data.mirrors import load_catalog
+from labtorch.facts.nvidia_smi import parse_nvidia_smi
+from labtorch.facts.probe_script import MARK as PROBE_MARK
+from labtorch.report.model import (
     UNREACHABLE,
     audit_record,
     audit_report,
     fleet_report,
-    host_hardware,
     host_record,
     render_table,
 )
-from labtorch.report_cli import AuditError, _in_limit, audit
-from labtorch.report_html import render_html
-from labtorch.rules import HostFacts, Request, plan_for_host
-from labtorch.snapshot import HostSnapshot, parse_snapshot
-from labtorch.verdict import Expectation, judge
+from labtorch.cli.report import AuditError, _in_limit, audit
+from labtorch.report.html import render_html
+from labtorch.rules.plan import HostFacts, Request, plan_for_host
+from labtorch.facts.host_state import HostState, parse_host_state
+from labtorch.rules.verdict import Expectation, judge
 
 SMI = Path(__file__).parent / "fixtures" / "nvidia-smi"
 MIRROR = "http://mirror.example/anaconda/cloud/conda-forge/linux-64"
@@ -43,8 +43,8 @@ CU126_ARCHS = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "s
 HOSTILE = "<script>alert('x')</script>"
 
 
-def snapshot(smi_file: str | None) -> HostSnapshot:
-    bare = parse_snapshot(["@@labtorch system", "Linux", "x86_64", "0", "/root"])
+def snapshot(smi_file: str | None) -> HostState:
+    bare = parse_host_state(["@@labtorch system", "Linux", "x86_64", "0", "/root"])
     smi = parse_nvidia_smi((SMI / smi_file).read_text()) if smi_file else None
     return replace(bare, nvidia_smi=smi)
 
@@ -102,7 +102,7 @@ def deploy_record(
         torch=plan.torch.version,
         variant=plan.variant,
         cuda=plan.cuda,
-        gpus=len(host_hardware(host)["gpus"]),
+        gpus=len(host.hardware()["gpus"]),
         mirrors=[mirror],
         fallbacks=[MIRROR] if mirror != MIRROR else [],
     )
@@ -126,7 +126,7 @@ def sample_report() -> dict:
 def found(smi_file: str | None, *envs: tuple[str, dict | None]) -> dict:
     """The TorchEnvs fact of a host: its hardware and (prefix, probe) per env."""
     listed = [{"prefix": p, "kind": "conda", "probe": pr, "error": None} for p, pr in envs]
-    return {**host_hardware(snapshot(smi_file)), "envs": listed}
+    return {**snapshot(smi_file).hardware(), "envs": listed}
 
 
 def sample_audit() -> dict:

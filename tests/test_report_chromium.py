@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from test_report import HOSTILE, sample_audit, sample_report
 
-from labtorch.report_html import render_html
+from labtorch.report.html import render_html
 
 CHROMIUM = Path("/usr/bin/chromium")
 OFFLINE = ["--host-resolver-rules=MAP * ~NOTFOUND", "--proxy-server=127.0.0.1:9"]

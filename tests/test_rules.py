@@ -6,11 +6,11 @@ import itertools
 
 import pytest
 
-from labtorch.compat import CPU, cuda_key, cuda_of_variant, load_compat
-from labtorch.gpus import ComputeCapability, Gpu
-from labtorch.mirrors import load_catalog
-from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
-from labtorch.rules import HostFacts, Request, RequestError, plan_for_host
+from labtorch.data.compat import CPU, cuda_key, cuda_of_variant, load_compat
+from labtorch.data.gpus import ComputeCapability, Gpu
+from labtorch.data.mirrors import load_catalog
+from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
+from labtorch.rules.plan import HostFacts, Request, RequestError, plan_for_host
 
 COMPAT = load_compat()
 CATALOG = load_catalog()

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from labtorch.sim.conda import condarc
-from labtorch.sim.conda.channels import ChannelConfig
-from labtorch.sim.condapkg import CondaPackage, index_channel, write_package
-from labtorch.sim.runtime import build_runtime, install_conda
+from labtorch_sim.conda import condarc
+from labtorch_sim.conda.channels import ChannelConfig
+from labtorch_sim.condapkg import CondaPackage, index_channel, write_package
+from labtorch_sim.runtime import build_runtime, install_conda
 
 CUDA_BUILD = "py3.11_cuda12.1_cudnn8.9.2_0"
 CPU_BUILD = "py3.11_cpu_0"
@@ -614,4 +614,4 @@ def test_build_runtime_is_idempotent(runtime: Path) -> None:
     assert site.stat().st_ino == inode
     assert time.monotonic() - started < 2
     assert (site / "rattler").is_dir() and (site / "yaml").is_dir()
-    assert (site / "labtorch" / "sim" / "conda" / "__main__.py").is_file()
+    assert (site / "labtorch_sim" / "conda" / "__main__.py").is_file()

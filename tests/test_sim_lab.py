@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from labhelpers import running_lab, ssh
 
-from labtorch.datafiles import DataError
-from labtorch.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
-from labtorch.sim import STATE_DIR_ENV, lab
-from labtorch.sim.cli import add_sim_parser
-from labtorch.sim.profiles import Profile, load_profiles
+from labtorch.data.files import DataError
+from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
+from labtorch_sim import STATE_DIR_ENV, lab
+from labtorch_sim.cli import add_sim_parser
+from labtorch_sim.profiles import Profile, load_profiles
 
 REPO = Path(__file__).resolve().parents[1]
 QUERY_FIELDS = "index,name,uuid,driver_version,memory.total,compute_cap,mig.mode.current,pci.bus_id"

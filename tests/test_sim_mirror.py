@@ -17,7 +17,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from labtorch.sim.mirror import (
+from labtorch_sim.mirror import (
     MirrorProcess,
     read_log,
     read_mirror,
@@ -25,7 +25,7 @@ from labtorch.sim.mirror import (
     start_mirror,
     stop_mirror,
 )
-from labtorch.sim.mirror_content import STAMP, build_mirror_content
+from labtorch_sim.mirror_content import STAMP, build_mirror_content
 
 CHANNELS = [
     "anaconda/pkgs/main",

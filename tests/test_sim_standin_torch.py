@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from labtorch.compat import ArchList
-from labtorch.sim.mirror import start_mirror, stop_mirror
-from labtorch.sim.mirror_content import build_mirror_content, torch_build
-from labtorch.sim.standin_torch import PACKAGES, TorchBuild, payload
+from labtorch.data.compat import ArchList
+from labtorch_sim.mirror import start_mirror, stop_mirror
+from labtorch_sim.mirror_content import build_mirror_content, torch_build
+from labtorch_sim.standin_torch import PACKAGES, TorchBuild, payload
 
 HOST_PYTHON = Path("/usr/bin/python3.11")
 needs_host_python = pytest.mark.skipif(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from labtorch import probe_script
-from labtorch.facts.probe import TorchProbe
-from labtorch.verdict import Expectation, judge
+from labtorch.facts import probe_script
+from labtorch.facts.pyinfra_facts import TorchProbe
+from labtorch.rules.verdict import Expectation, judge
 
 MIRROR = "http://m.example/anaconda/cloud/conda-forge"
 
@@ -76,10 +76,12 @@ def test_unknown_pip_origin_is_a_note_not_a_failure():
 
 def test_probe_fact_sends_the_script_and_reads_its_line():
     fact = TorchProbe()
-    command = fact.command(python="/opt/conda/envs/torch/bin/python").get_raw_value()
+    command = fact.command(
+        python="/opt/conda/envs/torch/bin/python", kernel_driver="590.48.01"
+    ).get_raw_value()
     assert command.startswith(
         "if [ -x /opt/conda/envs/torch/bin/python ]; then /opt/conda/envs/torch/bin/python - "
-        "--keep <<'LABTORCH_PROBE_END'\n"
+        "--keep 590.48.01 <<'LABTORCH_PROBE_END'\n"
     )
     assert "def gpu_facts(torch):" in command
     assert command.endswith("\nLABTORCH_PROBE_END\nfi")

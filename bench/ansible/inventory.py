@@ -12,8 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from labtorch.sim import default_state_dir
-from labtorch.sim.lab import status
+from labtorch_sim import default_state_dir
+from labtorch_sim.lab import status
 
 
 def inventory_text(host_names: list[str]) -> str:

@@ -7,8 +7,8 @@ same strict host-key check against the lab's known_hosts), so that the two deplo
 in what they do on each host.
 """
 
-from labtorch.sim import default_state_dir
-from labtorch.sim.lab import status
+from labtorch_sim import default_state_dir
+from labtorch_sim.lab import status
 
 
 def _lab_hosts() -> list[tuple[str, dict]]:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from labtorch.facts.probe import TorchProbe
-from labtorch.verdict import Expectation, judge
+from labtorch.facts.pyinfra_facts import TorchProbe
+from labtorch.rules.verdict import Expectation, judge
 
 # The last probe of each host in this run (its verify runs at execute time, on the controller).
 probe_results: dict[str, dict] = {}
@@ -32,7 +32,12 @@ def refuse(reason: str):
 
 
 @operation()
-def verify(python: str, expected: Expectation, reused: dict | None = None):
+def verify(
+    python: str,
+    expected: Expectation,
+    reused: dict | None = None,
+    kernel_driver: str | None = None,
+):
     """
     Prove that torch really works in the env: the planned build, a matmul on every GPU, and
     every torch-family package from the mirror. Fails the host, with the reasons, when not.
@@ -43,8 +48,13 @@ def verify(python: str, expected: Expectation, reused: dict | None = None):
     + expected: what the plan promises (version, variant, CUDA, GPU count, mirror URLs)
     + reused: the env's last probe, to judge instead of probing again, when the caller found
       that neither the env's packages nor the loaded driver changed since it ran
+    + kernel_driver: the loaded NVIDIA kernel module's version, kept with the probe's result
     """
-    probe = reused if reused is not None else host.get_fact(TorchProbe, python=python)
+    probe = (
+        reused
+        if reused is not None
+        else host.get_fact(TorchProbe, python=python, kernel_driver=kernel_driver)
+    )
     verdict = judge(probe, expected)
     probe_results[host.name] = {"probe": probe, "verdict": verdict}
     if verdict.passed:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from labtorch.condarc import CondaMirrorConfig, condarc_change
-from labtorch.envdiff import CREATE, OK, env_verdict
-from labtorch.operations.files import update_owned_file
-from labtorch.operations.shell import first_that_succeeds
-from labtorch.rules import PackagePin
-from labtorch.snapshot import InstalledPackage
+from labtorch.operations.util.condarc import CondaMirrorConfig, condarc_change
+from labtorch.rules.envdiff import CREATE, OK, env_verdict
+from labtorch.operations.util.files import update_owned_file
+from labtorch.operations.util.shell import first_that_succeeds
+from labtorch.rules.plan import PackagePin
+from labtorch.facts.host_state import InstalledPackage
 
 
 @operation()

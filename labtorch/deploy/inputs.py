@@ -1,0 +1,117 @@
+"""From a host's snapshot and the admin's settings to the rules engine's inputs (pure)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from labtorch.rules.fallback import mirror_urls
+from labtorch.data.mirrors import MirrorCatalog, load_catalog, tuna_layout_mirror, wheels_only_mirror
+from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
+from labtorch.rules.plan import HostFacts, Plan, Request
+from labtorch.deploy.settings import Settings
+from labtorch.facts.host_state import HostState
+from labtorch.rules.verdict import Expectation
+
+SITE_MIRROR = "site"
+SITE_WHEELS = "site-wheels"
+
+
+def gpu_state(snapshot: HostState) -> SmiReport | SmiFailure | None:
+    """nvidia-smi's answer, unless the loaded kernel module is not the driver nvidia-smi reports:
+    then the driver was upgraded without a reboot, and CUDA will not initialise."""
+    smi = snapshot.nvidia_smi
+    kernel = snapshot.kernel_driver
+    driver = smi.driver_version if isinstance(smi, SmiReport) else None
+    if kernel and driver and kernel != driver:
+        return SmiFailure(
+            SmiFailureKind.NVML_MISMATCH,
+            f"the loaded NVIDIA kernel module is {kernel} but the driver libraries are "
+            f"{driver}: the driver was upgraded without a reboot; reboot the host",
+            f"kernel module {kernel}, nvidia-smi driver {driver}",
+        )
+    return smi
+
+
+def host_facts(snapshot: HostState, settings: Settings) -> HostFacts:
+    return HostFacts(
+        platform=snapshot.platform,
+        glibc=snapshot.glibc,
+        python=snapshot.python3 if settings.installer == "pip" else None,
+        nvidia_smi=gpu_state(snapshot),
+    )
+
+
+def catalog_for(settings: Settings) -> MirrorCatalog:
+    """The packaged mirror catalog, plus the site's own mirror when ``mirror_url`` is set."""
+    catalog = load_catalog()
+    if settings.mirror_url:
+        catalog = catalog.with_mirror(
+            tuna_layout_mirror(SITE_MIRROR, settings.mirror_url, settings.wheel_mirror_url)
+        )
+    elif settings.wheel_mirror_url:
+        catalog = catalog.with_mirror(wheels_only_mirror(SITE_WHEELS, settings.wheel_mirror_url))
+    for url in (entry for entry in settings.fallback_mirrors if "://" in entry):
+        catalog = catalog.with_mirror(tuna_layout_mirror(url, url))
+    return catalog
+
+
+def request_for(settings: Settings) -> Request:
+    mirror = SITE_MIRROR if settings.mirror_url else settings.mirror
+    if settings.wheel_mirror_url:
+        wheel_mirror = SITE_MIRROR if settings.mirror_url else SITE_WHEELS
+    else:
+        wheel_mirror = settings.wheel_mirror
+    return Request(
+        torch=settings.release,
+        installer=settings.installer,
+        variant=settings.variant,
+        driver_policy=settings.driver_policy,
+        toolkit=settings.toolkit,
+        python=settings.python,
+        conda_channel=settings.conda_channel,
+        mirror=mirror,
+        wheel_mirror=wheel_mirror,
+    )
+
+
+def fallback_requests(
+    settings: Settings, request: Request, catalog: MirrorCatalog
+) -> dict[str, Request]:
+    """The request once per fallback mirror (a catalog name, or a URL named by itself); a
+    fallback that mirrors the PyTorch wheel indexes too serves the wheels as well."""
+    return {
+        name: replace(
+            request,
+            mirror=name,
+            wheel_mirror=name if catalog[name].pytorch_wheels else request.wheel_mirror,
+        )
+        for name in settings.fallback_mirrors
+    }
+
+
+def reusable_probe(snapshot: HostState) -> dict | None:
+    """The env's last probe, when neither its packages nor the loaded driver changed since."""
+    cache = snapshot.probe_cache
+    if not cache or not snapshot.env_listing:
+        return None
+    if tuple(cache.get("listing") or ()) != snapshot.env_listing:
+        return None
+    if cache.get("kernel_driver") != snapshot.kernel_driver:
+        return None
+    return cache
+
+
+def expectation_for(
+    plan: Plan, fallbacks: list[Plan], smi: SmiReport | SmiFailure | None
+) -> Expectation:
+    """What the probe must find: the plan's build, on every GPU nvidia-smi listed, from the
+    plan's mirror or one of its fallbacks (an env a fallback served passes on every rerun)."""
+    return Expectation(
+        torch=plan.torch.version,
+        variant=plan.variant,
+        cuda=plan.cuda,
+        gpus=len(smi.gpus) if isinstance(smi, SmiReport) else 0,
+        mirrors=mirror_urls([plan]),
+        plan_note="; ".join(plan.warnings) or plan.reasons[-1],
+        fallbacks=mirror_urls(fallbacks),
+    )

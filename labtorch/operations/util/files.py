@@ -1,0 +1,50 @@
+"""Writing a config file the way labtorch owns one: atomically, with a one-time backup."""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable, Iterator
+from io import StringIO
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, QuoteString, StringCommand
+
+from labtorch.operations.checks import failing_command
+from labtorch.facts.host_state import BACKUP_SUFFIX
+
+
+def replace_file(
+    path: str, text: str, existed: bool, has_backup: bool
+) -> Iterator[StringCommand | FileUploadCommand]:
+    """Commands that replace ``path`` with ``text``: keep the user's original once, then upload
+    to a temporary file beside it and rename, so a reader never sees half a file."""
+    if existed and not has_backup:
+        yield StringCommand("cp", "-p", QuoteString(path), QuoteString(path + BACKUP_SUFFIX))
+    yield StringCommand("mkdir", "-p", QuoteString(posixpath.dirname(path) or "/"))
+    temporary = f"{path}.labtorch-new"
+    yield FileUploadCommand(StringIO(text), temporary)
+    yield StringCommand("mv", "-f", QuoteString(temporary), QuoteString(path))
+
+
+def update_owned_file(
+    path: str,
+    change: Callable[[], str | None],
+    current: str | None,
+    has_backup: bool,
+    unchanged: str,
+) -> Iterator[StringCommand | FileUploadCommand]:
+    """Commands that bring a file labtorch owns keys of to what ``change`` computes.
+
+    ``change`` returns the new text, or None when the file already says what labtorch wants
+    (then the op is a no-op described by ``unchanged``); a file it cannot read (ValueError)
+    fails this host only, saying what to do.
+    """
+    try:
+        text = change()
+    except ValueError as exc:
+        yield failing_command(f"{path}: {exc}; fix or remove it, then run again")
+        return
+    if text is None:
+        host.noop(unchanged)
+        return
+    yield from replace_file(path, text, current is not None, has_backup)

@@ -1,0 +1,129 @@
+"""Does a host's torch really work, with the build the plan chose, from the mirror? (pure)
+
+The probe (``probe_script``) gathers facts on the host with the env's own python; this module
+turns them and the plan into a verdict with reasons a lab admin can act on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from labtorch.data.compat import ArchList
+from labtorch.data.gpus import ComputeCapability
+
+FAMILY = ("torch", "torchvision", "torchaudio")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What the plan promises for one host.
+
+    + torch: the version torch must report (with its local label on the pip route)
+    + variant: the planned variant (``cpu``, ``cu126``, ...)
+    + cuda: the build's CUDA version, None for a CPU build
+    + gpus: how many GPUs nvidia-smi listed on the host
+    + mirrors: the URLs packages may come from (channels, indexes, wheel pages)
+    + plan_note: why the plan is what it is (shown when a GPU host is given a CPU build)
+    + fallbacks: the fallback mirrors' URLs: packages from them pass, with a note that says so
+    """
+
+    torch: str
+    variant: str
+    cuda: str | None
+    gpus: int
+    mirrors: list[str] = field(default_factory=list)
+    plan_note: str = ""
+    fallbacks: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    failures: list[str]
+    notes: list[str]
+
+
+def _kernel(arch_list: list[str], capability: str) -> str | None:
+    return ArchList.from_torch(arch_list).kernel_for(ComputeCapability.parse(capability))
+
+
+def _netlocs(urls: list[str]) -> set[str]:
+    return {urlsplit(url).netloc for url in urls}
+
+
+def _origin_problems(probe: dict, expected: Expectation) -> tuple[list[str], list[str]]:
+    """Packages that came from anywhere but the mirror's hosts (failures); unknown origins and
+    packages that a fallback mirror served (notes: the first mirror failed that install)."""
+    primary = _netlocs(expected.mirrors)
+    fallback = _netlocs(expected.fallbacks) - primary
+    failures, notes = [], []
+    for name in FAMILY:
+        origin = (probe.get("origins") or {}).get(name)
+        if not origin or probe["packages"].get(name, {}).get("version") is None:
+            continue
+        url = origin.get("url")
+        netloc = urlsplit(url).netloc if url else None
+        if url is None:
+            notes.append(f"{name}: where pip downloaded it from was not recorded")
+        elif netloc in fallback:
+            notes.append(
+                f"{name} came from the fallback mirror {netloc}: the first mirror failed this "
+                "install; check it with `labtorch mirrors`"
+            )
+        elif netloc not in primary:
+            allowed = ", ".join(sorted(primary | fallback))
+            failures.append(f"{name} came from {url}, not from the mirror ({allowed})")
+    return failures, notes
+
+
+def _gpu_problems(probe: dict, expected: Expectation) -> list[str]:
+    gpu = probe.get("gpu") or {}
+    if expected.gpus == 0:
+        return []
+    if expected.cuda is None:
+        return [f"a CPU build on a host with {expected.gpus} GPU(s): {expected.plan_note}"]
+    if gpu.get("cuda") is None:
+        return [f"torch is a CPU build, the plan says {expected.variant}"]
+    if gpu["cuda"] != expected.cuda:
+        return [f"torch is built for CUDA {gpu['cuda']}, the plan says {expected.cuda}"]
+    if not gpu.get("available"):
+        why = "; ".join(gpu.get("warnings") or []) or gpu.get("error") or "no reason given"
+        return [f"torch.cuda.is_available() is False: {why}"]
+    failures = []
+    for device in gpu.get("devices", []):
+        kernel = _kernel(gpu.get("arch_list", []), device["capability"])
+        where = (
+            f"GPU {device['index']} {device['name']} (sm_{device['capability'].replace('.', '')})"
+        )
+        if kernel is None:
+            failures.append(
+                f"{where}: the build's kernels ({', '.join(gpu['arch_list'])}) do not cover it"
+            )
+        if device["matmul"] != "ok":
+            failures.append(f"{where}: matmul failed: {device['matmul']}")
+    if not gpu.get("devices"):
+        failures.append("torch sees no GPU")
+    return failures
+
+
+def judge(probe: dict | None, expected: Expectation) -> Verdict:
+    """The verdict for one host; ``probe`` is what probe_script printed (None: no python/env)."""
+    if probe is None:
+        return Verdict(False, ["the env has no python to probe"], [])
+    torch = probe.get("packages", {}).get("torch", {})
+    if torch.get("version") is None:
+        return Verdict(False, [f"torch does not import: {torch.get('error')}"], [])
+    failures = []
+    if torch["version"] != expected.torch:
+        failures.append(f"torch {torch['version']} is installed, the plan says {expected.torch}")
+    for name in FAMILY[1:]:
+        error = probe["packages"].get(name, {}).get("error")
+        if error and "No module named" not in error:
+            failures.append(f"{name} does not import: {error}")
+    failures += _gpu_problems(probe, expected)
+    if probe.get("cpu_matmul") != "ok":
+        failures.append(f"a matmul on the CPU failed: {probe.get('cpu_matmul')}")
+    origin_failures, notes = _origin_problems(probe, expected)
+    failures += origin_failures
+    return Verdict(not failures, failures, notes)

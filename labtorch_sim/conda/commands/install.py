@@ -1,0 +1,136 @@
+"""``conda create`` and ``conda install``: from specs (solved) or from an ``@EXPLICIT`` file."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+from pathlib import Path
+
+import rattler
+from rattler.exceptions import InvalidMatchSpecError
+
+from labtorch_sim.conda import explicit, output, prefixes
+from labtorch_sim.conda.channels import Channel
+from labtorch_sim.conda.context import Context
+from labtorch_sim.conda.errors import ArgumentError, CondaValueError, InvalidMatchSpec
+from labtorch_sim.conda.records import channel_url
+from labtorch_sim.conda.solver import Solver
+from labtorch_sim.conda.transaction import Transaction
+from labtorch_sim.conda.virtual import virtual_packages
+
+
+def run_create(context: Context, args: argparse.Namespace) -> int:
+    return asyncio.run(_apply(context, args, create=True))
+
+
+def run_install(context: Context, args: argparse.Namespace) -> int:
+    return asyncio.run(_apply(context, args, create=False))
+
+
+async def _apply(context: Context, args: argparse.Namespace, create: bool) -> int:
+    """Plan the change (solve, or fetch an explicit file) before touching the target at all."""
+    prefix = prefixes.target_prefix(context, args.name, args.prefix)
+    if create and prefix == context.root_prefix:
+        raise CondaValueError("The target prefix is the base prefix. Aborting.")
+    if not create:
+        prefixes.require_environment(prefix)
+    installed = [] if create else prefixes.installed(prefix)
+    lines = _read_files(args.file)
+    if explicit.is_explicit(lines):
+        transaction, specs = await _explicit(context, prefix, lines, installed)
+    else:
+        specs = [*args.specs, *_spec_lines(lines)]
+        transaction = await _solved(context, args, prefix, specs, installed)
+    if not create and transaction.is_empty:
+        return _nothing_to_do(args)
+    actions = transaction.actions(context, context.package_cache)
+    if not args.dry_run:
+        if create and prefixes.is_environment(prefix):
+            # With --yes conda replaces an environment that already exists at the target.
+            shutil.rmtree(prefix)
+        command = context.command_line(args.argv)
+        await transaction.execute(context, transaction.revision(context, command, "update", specs))
+    output.report_transaction(args, prefix, specs, actions)
+    return 0
+
+
+def _read_files(paths: list[str]) -> list[str]:
+    lines: list[str] = []
+    for path in paths:
+        try:
+            lines += Path(path).read_text().splitlines()
+        except OSError as error:
+            raise CondaValueError(f"could not read file: {path}: {error}") from error
+    return lines
+
+
+def _spec_lines(lines: list[str]) -> list[str]:
+    """Specs of a plain ``--file``: one a line, comments dropped."""
+    return [s for s in (line.split("#", 1)[0].strip() for line in lines) if s]
+
+
+def _channels(context: Context, args: argparse.Namespace) -> list[Channel]:
+    if args.override_channels and not args.channel:
+        raise ArgumentError(
+            "At least one -c / --channel flag must be supplied when using --override-channels."
+        )
+    values = [*args.channel, *([] if args.override_channels else context.channels)]
+    return context.channel_config.expand(values)
+
+
+def _spec_name(spec: str) -> str:
+    try:
+        name = rattler.MatchSpec(spec, strict=False).name
+    except InvalidMatchSpecError as error:
+        raise InvalidMatchSpec(spec, str(error)) from error
+    return name.normalized
+
+
+async def _solved(
+    context: Context,
+    args: argparse.Namespace,
+    prefix: Path,
+    specs: list[str],
+    installed: list[rattler.PrefixRecord],
+) -> Transaction:
+    """Solve the requested specs together with what the environment already has."""
+    requested = {_spec_name(spec): spec for spec in specs}
+    solver = Solver(
+        _channels(context, args),
+        virtual_packages(context.environ, context.override_virtual_packages),
+        context.package_cache,
+        context.add_pip_as_python_dependency,
+    )
+    # Installed packages stay (by name) and are preferred as they are (locked), so that an
+    # install changes only what the new specs need.
+    keep = [r.name.normalized for r in installed if r.name.normalized not in requested]
+    target = await solver.solve(specs, locked=installed, keep=keep)
+    reinstall = frozenset(requested) if args.force_reinstall else frozenset()
+    return Transaction(prefix, target, installed, requested, reinstall=reinstall)
+
+
+async def _explicit(
+    context: Context, prefix: Path, lines: list[str], installed: list[rattler.PrefixRecord]
+) -> tuple[Transaction, list[str]]:
+    """Download and check the listed packages; they replace same-named installed ones."""
+    downloads = explicit.download_all(explicit.parse(lines), context.package_cache)
+    new = await explicit.records(downloads)
+    origins = {record.url: d.entry.url for record, d in zip(new, downloads, strict=True)}
+    specs = {
+        r.name.normalized: f"{channel_url({'url': origins[r.url]})}::"
+        f"{r.name.normalized}=={r.version}={r.build}"
+        for r in new
+    }
+    kept = [r for r in installed if r.name.normalized not in specs]
+    transaction = Transaction(prefix, [*new, *kept], installed, specs, origins)
+    return transaction, list(specs.values())
+
+
+def _nothing_to_do(args: argparse.Namespace) -> int:
+    message = "All requested packages already installed."
+    if args.json:
+        output.emit_json({"message": message, "success": True})
+    else:
+        print(f"\n# {message}\n")
+    return 0
