@@ -521,7 +521,7 @@ def cells_by_size(samples: list[Sample]) -> dict[int, dict[str, Cell]]:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class ProbeVerdict:
     """One target: what it asks, what was measured, and whether it is met."""
 
     target: str
@@ -529,7 +529,7 @@ class Verdict:
     met: bool
 
 
-def verdicts(table: dict[int, dict[str, Cell]], plan_s: float) -> list[Verdict]:
+def verdicts(table: dict[int, dict[str, Cell]], plan_s: float) -> list[ProbeVerdict]:
     """Every target of the issue, checked against the medians (reported, never asserted)."""
     found = []
     for n, cells in table.items():
@@ -537,7 +537,7 @@ def verdicts(table: dict[int, dict[str, Cell]], plan_s: float) -> list[Verdict]:
         if n in TARGET_NOOP_OVER_FLOOR_AT:
             ratio = noop.wall_s / floor.wall_s
             found.append(
-                Verdict(
+                ProbeVerdict(
                     f"N={n}: no-op rerun <= {TARGET_NOOP_OVER_FLOOR}x the floor",
                     f"{ratio:.2f}x ({noop.wall_s:.2f} s / {floor.wall_s:.2f} s)",
                     ratio <= TARGET_NOOP_OVER_FLOOR,
@@ -545,7 +545,7 @@ def verdicts(table: dict[int, dict[str, Cell]], plan_s: float) -> list[Verdict]:
             )
         speedup = ansible.wall_s / noop.wall_s
         found.append(
-            Verdict(
+            ProbeVerdict(
                 f"N={n}: >= {TARGET_ANSIBLE_OVER_NOOP:g}x faster than Ansible",
                 f"{speedup:.1f}x ({ansible.wall_s:.2f} s / {noop.wall_s:.2f} s)",
                 speedup >= TARGET_ANSIBLE_OVER_NOOP,
@@ -553,7 +553,7 @@ def verdicts(table: dict[int, dict[str, Cell]], plan_s: float) -> list[Verdict]:
         )
         most = noop.commands_max_ok or 0
         found.append(
-            Verdict(
+            ProbeVerdict(
                 f"N={n}: <= {TARGET_COMMANDS_PER_HOST} remote commands per host on a no-op",
                 f"max {most} on hosts that converge ({noop.commands_max} on the failing ones, "
                 f"counting their error message); mean {noop.commands_mean:.2f}",
@@ -561,7 +561,7 @@ def verdicts(table: dict[int, dict[str, Cell]], plan_s: float) -> list[Verdict]:
             )
         )
     found.append(
-        Verdict(
+        ProbeVerdict(
             f"`labtorch plan` < {TARGET_PLAN_S} s",
             f"{plan_s:.3f} s (median of {PLAN_RUNS})",
             plan_s < TARGET_PLAN_S,
@@ -619,7 +619,7 @@ def detail_table(table: dict[int, dict[str, Cell]]) -> list[str]:
     return rows
 
 
-def verdict_table(found: list[Verdict]) -> list[str]:
+def verdict_table(found: list[ProbeVerdict]) -> list[str]:
     rows = ["| target | measured | |", "|---|---|---|"]
     rows += [f"| {v.target} | {v.measured} | {'met' if v.met else '**missed**'} |" for v in found]
     return rows

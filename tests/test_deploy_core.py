@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labtorch.operations.util.condarc import CondaMirrorConfig, condarc_change
-from labtorch.rules.envdiff import CREATE, OK, REPAIR, env_verdict, pin_problem
-from labtorch.deploy.inputs import catalog_for, gpu_state, request_for
 from labtorch.data.gpus import Gpu
-from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
-from labtorch.operations.util.pipconf import PipConfError, pip_conf_change
-from labtorch.rules.plan import PackagePin
+from labtorch.deploy.inputs import catalog_for, gpu_state, request_for
 from labtorch.deploy.settings import Settings, SettingsError, check_keys, settings_from
-from labtorch.facts.host_state import InstalledPackage, parse_host_state, host_state_script
+from labtorch.facts.host_state import InstalledPackage, host_state_script, parse_host_state
+from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
+from labtorch.operations.util.condarc import CondaMirrorConfig, condarc_change
+from labtorch.operations.util.pipconf import PipConfError, pip_conf_change
+from labtorch.rules.envdiff import CREATE, OK, REPAIR, env_diff, pin_problem
+from labtorch.rules.model import PackagePin
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"
 
@@ -157,16 +157,16 @@ def test_pin_problem(wanted, have, problem):
 
 def test_env_verdicts():
     cuda = [pin("pytorch", "2.3.1", "py3.11_cuda12.1_cudnn8.9.2_0"), pin("pytorch-cuda", "12.1")]
-    assert env_verdict(cuda, None).action == CREATE
+    assert env_diff(cuda, None).action == CREATE
     good = {"pytorch": installed("pytorch", "2.3.1", "py3.11_cuda12.1_cudnn8.9.2_0"),
             "pytorch-cuda": installed("pytorch-cuda", "12.1", "h_0")}  # fmt: skip
-    assert env_verdict(cuda, good).action == OK
+    assert env_diff(cuda, good).action == OK
     cpu = {"pytorch": installed("pytorch", "2.3.1", "py3.11_cpu_0"),
            "cpuonly": installed("cpuonly", "2.0", "0")}  # fmt: skip
-    verdict = env_verdict(cuda, cpu)
+    verdict = env_diff(cuda, cpu)
     assert verdict.action == REPAIR
     assert verdict.remove == ("cpuonly",)
-    back = env_verdict([pin("pytorch", "2.3.1", "py3.11_cpu_0"), pin("cpuonly", "2.0")], good)
+    back = env_diff([pin("pytorch", "2.3.1", "py3.11_cpu_0"), pin("cpuonly", "2.0")], good)
     assert back.remove == ("pytorch-cuda",)
 
 

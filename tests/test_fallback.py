@@ -6,10 +6,11 @@ import pytest
 from test_rules import A100, CATALOG, GTX1080TI, H100, host, plan
 
 from labtorch.data.compat import load_compat
-from labtorch.rules.fallback import PipSource, mirror_urls, usable_fallbacks
 from labtorch.deploy.inputs import catalog_for, expectation_for, fallback_requests, request_for
-from labtorch.rules.plan import Plan, RequestError, plan_for_host
 from labtorch.deploy.settings import Settings
+from labtorch.rules.fallback import PipSource, mirror_urls, usable_fallbacks
+from labtorch.rules.model import Plan, RequestError
+from labtorch.rules.plan import plan_for_host
 from labtorch.rules.verdict import judge
 
 HOSTS = {

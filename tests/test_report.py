@@ -14,13 +14,15 @@ from pathlib import Path
 
 import pytest
 
-from labtorch.rules.audit_verdict import NO_ENV, env_variant, judge_env
+from labtorch.cli.report import AuditError, _in_limit, audit
 from labtorch.data.compat import load_compat
-from labtorch.facts.env_discovery import AUDIT_MARK, ENV_MARK, audit_command
-from labtorch.facts.pyinfra_facts import TorchEnvs
 from labtorch.data.mirrors import load_catalog
+from labtorch.facts.env_discovery import AUDIT_MARK, ENV_MARK, audit_command
+from labtorch.facts.host_state import HostState, parse_host_state
 from labtorch.facts.nvidia_smi import parse_nvidia_smi
 from labtorch.facts.probe_script import MARK as PROBE_MARK
+from labtorch.facts.pyinfra_facts import TorchEnvs
+from labtorch.report.html import render_html
 from labtorch.report.model import (
     UNREACHABLE,
     audit_record,
@@ -29,10 +31,9 @@ from labtorch.report.model import (
     host_record,
     render_table,
 )
-from labtorch.cli.report import AuditError, _in_limit, audit
-from labtorch.report.html import render_html
-from labtorch.rules.plan import HostFacts, Request, plan_for_host
-from labtorch.facts.host_state import HostState, parse_host_state
+from labtorch.rules.audit_verdict import NO_ENV, env_variant, judge_env
+from labtorch.rules.model import HostFacts, Request
+from labtorch.rules.plan import plan_for_host
 from labtorch.rules.verdict import Expectation, judge
 
 SMI = Path(__file__).parent / "fixtures" / "nvidia-smi"

@@ -10,7 +10,8 @@ from labtorch.data.compat import CPU, cuda_key, cuda_of_variant, load_compat
 from labtorch.data.gpus import ComputeCapability, Gpu
 from labtorch.data.mirrors import load_catalog
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
-from labtorch.rules.plan import HostFacts, Request, RequestError, plan_for_host
+from labtorch.rules.model import HostFacts, Request, RequestError
+from labtorch.rules.plan import plan_for_host
 
 COMPAT = load_compat()
 CATALOG = load_catalog()

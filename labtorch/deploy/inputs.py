@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from labtorch.rules.fallback import mirror_urls
-from labtorch.data.mirrors import MirrorCatalog, load_catalog, tuna_layout_mirror, wheels_only_mirror
-from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
-from labtorch.rules.plan import HostFacts, Plan, Request
+from labtorch.data.mirrors import (
+    MirrorCatalog,
+    load_catalog,
+    tuna_layout_mirror,
+    wheels_only_mirror,
+)
 from labtorch.deploy.settings import Settings
 from labtorch.facts.host_state import HostState
+from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
+from labtorch.rules.fallback import mirror_urls
+from labtorch.rules.model import HostFacts, Plan, Request
 from labtorch.rules.verdict import Expectation
 
 SITE_MIRROR = "site"

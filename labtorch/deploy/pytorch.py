@@ -6,10 +6,6 @@ read, fails alone with its reason; bad settings fail the whole run before any ho
 
 from __future__ import annotations
 
-import atexit
-import json
-import os
-import sys
 from pathlib import Path
 
 from pyinfra import host, logger
@@ -18,10 +14,7 @@ from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 
 from labtorch.data.compat import load_compat
-from labtorch.operations.util.condarc import mirror_config
-from labtorch.rules.envdiff import OK, env_verdict
-from labtorch.facts.pyinfra_facts import LabHost
-from labtorch.rules.fallback import PipSource, usable_fallbacks
+from labtorch.data.mirrors import Mirror, MirrorCatalog
 from labtorch.deploy.inputs import (
     catalog_for,
     expectation_for,
@@ -30,18 +23,18 @@ from labtorch.deploy.inputs import (
     request_for,
     reusable_probe,
 )
-from labtorch.data.mirrors import Mirror, MirrorCatalog
-from labtorch.operations import checks, conda, pip
-from labtorch.report.model import fleet_report, host_record, render_table
-from labtorch.report.html import render_html
-from labtorch.rules.plan import PackagePin, Plan, Request, RequestError, plan_for_host
+from labtorch.deploy.run_state import RUN, HostRun
 from labtorch.deploy.settings import PREFIX, Settings, SettingsError, check_keys, settings_from
 from labtorch.facts.host_state import HostState
+from labtorch.facts.pyinfra_facts import LabHost
+from labtorch.operations import checks, conda, pip
+from labtorch.operations.util.condarc import mirror_config
+from labtorch.rules.envdiff import OK, env_diff
+from labtorch.rules.fallback import PipSource, usable_fallbacks
+from labtorch.rules.model import PackagePin, Plan, Request, RequestError
+from labtorch.rules.plan import plan_for_host
 
-REPORT_DIR_ENV = "LABTORCH_REPORT_DIR"
 _checked: set[int] = set()
-# What the deploy learnt per host, for the fleet report written when the pyinfra run ends.
-_fleet: dict[str, dict] = {}
 
 
 def _where_group_sets(group: str, key: str) -> str:
@@ -136,53 +129,23 @@ def _conda_steps(
     )
 
 
-def _record(**values) -> None:
-    entry = _fleet.setdefault(host.name, {"host": host, "inventory": host.inventory})
-    entry.update(values)
-
-
-def write_fleet_report() -> None:
-    """At the end of the run: the fleet table on stderr (stdout may be pyinfra's JSON), and the
-    report as JSON and as an HTML page in $LABTORCH_REPORT_DIR (default ./.labtorch)."""
-    if not _fleet:
-        return
-    inventory = next(iter(_fleet.values()))["inventory"]
-    records = []
-    for target in inventory:
-        entry = _fleet.get(target.name, {})
-        probe = checks.probe_results.get(target.name, {})
-        records.append(
-            host_record(
-                target.name,
-                list(target.groups),
-                entry.get("snapshot"),
-                entry.get("plan"),
-                entry.get("refusal", None if entry else "the host could not be reached"),
-                probe.get("probe"),
-                probe.get("verdict"),
-            )
-        )
-    report = fleet_report(records)
-    directory = Path(os.environ.get(REPORT_DIR_ENV) or ".labtorch")
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (directory / "report.html").write_text(render_html(report), encoding="utf-8")
-    print("\n--> labtorch fleet report\n" + render_table(report), file=sys.stderr)
-    print(f"    written to {directory / 'report.json'} and report.html", file=sys.stderr)
-
-
-def _refuse(step: str, reason: str) -> None:
-    _record(refusal=reason)
+def _refuse(run: HostRun, step: str, reason: str) -> None:
+    run.refusal = reason
     checks.refuse(name=step, reason=reason)
+
+
+def _keep_probe(run: HostRun):
+    def keep(probe: dict | None, verdict) -> None:
+        run.probe, run.verdict = probe, verdict
+
+    return keep
 
 
 @deploy("labtorch: PyTorch")
 def install_pytorch() -> None:
     """Bring this host to the build the rules choose for it, through the mirror, and prove it."""
     check_inventory_settings(host.inventory)
-    if not _fleet:
-        atexit.register(write_fleet_report)
-    _record()
+    run = RUN.host(host)
     settings = settings_from(host.data.dict())
     snapshot = host.get_fact(
         LabHost,
@@ -193,19 +156,20 @@ def install_pytorch() -> None:
         pip_scope=settings.pip_scope,
     )
     if snapshot is None:
-        _refuse("Read host facts", "the host's facts could not be read")
+        _refuse(run, "Read host facts", "the host's facts could not be read")
         return
-    _record(snapshot=snapshot)
+    run.state = snapshot
     request = request_for(settings)
     catalog = catalog_for(settings)
     mirror = catalog[request.mirror]
     plan = _plan(snapshot, settings, request, catalog)
     if isinstance(plan, str):
-        _refuse("Plan PyTorch", plan)
+        _refuse(run, "Plan PyTorch", plan)
         return
-    _record(plan=plan)
+    run.plan = plan
     if settings.installer == "conda" and snapshot.conda_exe is None:
         _refuse(
+            run,
             "Find conda",
             "no conda found (CONDA_EXE, PATH, /opt/conda, ~/miniconda3, ~/miniforge3); "
             "install Miniconda or Miniforge, or set torch_installer = 'pip' for this host",
@@ -216,7 +180,7 @@ def install_pytorch() -> None:
     if settings.installer == "conda":
         _conda_steps(snapshot, plan, fallbacks, pins, mirror, catalog)
     else:
-        pipenv.venv(
+        pip.venv(
             name="Install torch into the venv",
             python="python3",
             prefix=snapshot.env_path,
@@ -226,18 +190,19 @@ def install_pytorch() -> None:
             installed=snapshot.env_packages,
             fallbacks=[PipSource.of(fallback) for fallback in fallbacks],
         )
-    pipenv.pip_index(
+    pip.pip_index(
         name="Point pip at the mirror",
         path=snapshot.pip_conf_path,
         index_url=mirror.pypi,
         current=snapshot.pip_conf,
         has_backup=snapshot.pip_conf_backup,
     )
-    unchanged = env_verdict(pins, snapshot.env_packages).action == OK
+    unchanged = env_diff(pins, snapshot.env_packages).action == OK
     checks.verify(
         name="Prove torch works",
         python=f"{snapshot.env_path}/bin/python",
         expected=expectation_for(plan, fallbacks, snapshot.nvidia_smi),
         reused=reusable_probe(snapshot) if unchanged and settings.probe == "on-change" else None,
         kernel_driver=snapshot.kernel_driver,
+        on_result=_keep_probe(run),
     )

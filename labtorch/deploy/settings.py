@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from labtorch.data.mirrors import load_catalog
-from labtorch.rules.plan import AUTO, CONDA_CHANNELS, DRIVER_POLICIES, INSTALLERS
+from labtorch.rules.model import AUTO, CONDA_CHANNELS, DRIVER_POLICIES, INSTALLERS
 
 PREFIX = "torch_"
 _VARIANT = re.compile(r"^(auto|cpu|cu\d{3})$")

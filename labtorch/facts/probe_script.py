@@ -2,7 +2,8 @@
 
 It only gathers facts and prints them as one JSON line; the verdict is decided on the controller
 (``labtorch.rules.verdict``). It must run on whatever Python the env has, so: stdlib only, no syntax
-newer than Python 3.7, and no labtorch import. ``labtorch.facts.pyinfra_facts.TorchProbe`` sends this file's text.
+newer than Python 3.7, and no labtorch import. ``labtorch.facts.pyinfra_facts.TorchProbe``
+sends this file's text.
 """
 
 import contextlib

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from labtorch.facts.pyinfra_facts import TorchProbe
-from labtorch.rules.verdict import Expectation, judge
-
-# The last probe of each host in this run (its verify runs at execute time, on the controller).
-probe_results: dict[str, dict] = {}
+from labtorch.rules.verdict import Expectation, ProbeVerdict, judge
 
 
 def failing_command(reason: str) -> StringCommand:
@@ -37,18 +36,21 @@ def verify(
     expected: Expectation,
     reused: dict | None = None,
     kernel_driver: str | None = None,
+    on_result: Callable[[dict | None, ProbeVerdict], None] | None = None,
 ):
     """
     Prove that torch really works in the env: the planned build, a matmul on every GPU, and
     every torch-family package from the mirror. Fails the host, with the reasons, when not.
 
-    The probe's result is kept in ``probe_results`` (by host name) for the fleet report.
+    The verify runs at execute time; ``on_result`` hands the probe and its verdict to whoever
+    reports the run.
 
     + python: the env's python
     + expected: what the plan promises (version, variant, CUDA, GPU count, mirror URLs)
     + reused: the env's last probe, to judge instead of probing again, when the caller found
       that neither the env's packages nor the loaded driver changed since it ran
     + kernel_driver: the loaded NVIDIA kernel module's version, kept with the probe's result
+    + on_result: called with the probe's result and the verdict
     """
     probe = (
         reused
@@ -56,7 +58,8 @@ def verify(
         else host.get_fact(TorchProbe, python=python, kernel_driver=kernel_driver)
     )
     verdict = judge(probe, expected)
-    probe_results[host.name] = {"probe": probe, "verdict": verdict}
+    if on_result is not None:
+        on_result(probe, verdict)
     if verdict.passed:
         again = " (last probe; the env and the driver are unchanged)" if reused else ""
         host.noop(f"torch {expected.torch} works ({expected.variant}){again}")

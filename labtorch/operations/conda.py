@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pyinfra import host
-from pyinfra.api import QuoteString, StringCommand, operation
+from pyinfra.api import operation
 
-from labtorch.operations.util.condarc import CondaMirrorConfig, condarc_change
-from labtorch.rules.envdiff import CREATE, OK, env_verdict
-from labtorch.operations.util.files import update_owned_file
-from labtorch.operations.util.shell import first_that_succeeds
-from labtorch.rules.plan import PackagePin
 from labtorch.facts.host_state import InstalledPackage
+from labtorch.operations.util.condarc import CondaMirrorConfig, condarc_change
+from labtorch.operations.util.files import update_owned_file
+from labtorch.operations.util.shell import first_that_succeeds, shell_command
+from labtorch.rules.commands import Arg, conda_install, conda_remove_offline
+from labtorch.rules.envdiff import CREATE, OK, env_diff
+from labtorch.rules.model import PackagePin
 
 
 @operation()
@@ -37,13 +38,6 @@ def condarc(path: str, config: CondaMirrorConfig, current: str | None, has_backu
         has_backup,
         f"{path} already points conda at the mirror",
     )
-
-
-def _conda(conda: str, cuda: str | None, *words: str | QuoteString) -> StringCommand:
-    # The solve must not depend on whether conda detects the driver: conda-forge's CUDA builds
-    # need __cuda, which CONDA_OVERRIDE_CUDA fixes to the plan's CUDA version.
-    override = ["env", f"CONDA_OVERRIDE_CUDA={cuda}"] if cuda else []
-    return StringCommand(*override, QuoteString(conda), *words)
 
 
 @operation()
@@ -74,23 +68,27 @@ def env(
     + installed: the env's packages as the LabHost fact read them (None: no env)
     + fallback_channels: per fallback mirror, the plan's channels as URLs on it
     """
-    verdict = env_verdict(pins, installed)
+    verdict = env_diff(pins, installed)
     if verdict.action == OK:
         host.noop(f"conda env {prefix} already holds {', '.join(p.spec for p in pins)}")
         return
     if verdict.remove:
-        # A removal downloads nothing; offline, a blocked mirror cannot fail it before the
-        # fallbacks get their turn.
-        yield _conda(
-            conda, cuda, "remove", "-p", QuoteString(prefix), "--offline", "-y", "-q",
-            *(QuoteString(package) for package in verdict.remove),
-        )  # fmt: skip
+        yield shell_command(conda_remove_offline(Arg(conda), prefix, verdict.remove, cuda))
     verb = "create" if verdict.action == CREATE else "install"
-    with_python = [QuoteString(f"python={python}")] if verdict.action == CREATE else []
-    specs = [QuoteString(pin.spec) for pin in pins]
-    attempts = []
-    for attempt in (channels, *(fallback_channels or ())):
-        sources = [word for channel in attempt for word in ("-c", QuoteString(channel))]
-        words = [verb, "-p", QuoteString(prefix), "--override-channels", *sources, "-y", "-q"]
-        attempts.append(_conda(conda, cuda, *words, *with_python, *specs))
+    specs = [pin.spec for pin in pins]
+    attempts = [
+        shell_command(
+            conda_install(
+                Arg(conda),
+                verb,
+                ("-p", prefix),
+                attempt,
+                specs,
+                python=python if verdict.action == CREATE else None,
+                unattended=True,
+                cuda_override=cuda,
+            )
+        )
+        for attempt in (channels, *(fallback_channels or ()))
+    ]
     yield first_that_succeeds(attempts)

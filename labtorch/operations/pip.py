@@ -5,14 +5,15 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.api import QuoteString, StringCommand, operation
 
-from labtorch.rules.envdiff import CREATE, OK, env_verdict
-from labtorch.rules.fallback import PipSource
-from labtorch.operations.util.files import update_owned_file
-from labtorch.operations.util.shell import first_that_succeeds
-from labtorch.operations.util.pipconf import pip_conf_change
-from labtorch.facts.probe_script import PIP_REPORT
-from labtorch.rules.plan import PackagePin
 from labtorch.facts.host_state import InstalledPackage
+from labtorch.facts.probe_script import PIP_REPORT
+from labtorch.operations.util.files import update_owned_file
+from labtorch.operations.util.pipconf import pip_conf_change
+from labtorch.operations.util.shell import first_that_succeeds, shell_command
+from labtorch.rules.commands import Arg, pip_install
+from labtorch.rules.envdiff import CREATE, OK, env_diff
+from labtorch.rules.fallback import PipSource
+from labtorch.rules.model import PackagePin
 
 
 @operation()
@@ -59,27 +60,24 @@ def venv(
     + installed: the venv's distributions as the LabHost fact read them (None: no venv)
     + fallbacks: per fallback mirror, its PyPI index and wheel page
     """
-    verdict = env_verdict(pins, installed)
+    verdict = env_diff(pins, installed)
     if verdict.action == OK:
         host.noop(f"venv {prefix} already holds {', '.join(p.spec for p in pins)}")
         return
     if verdict.action == CREATE:
         yield StringCommand(QuoteString(python), "-m", "venv", QuoteString(prefix))
     # pip records no index URL of its own; the report it writes is the probe's provenance.
-    report = QuoteString(f"{prefix}/{PIP_REPORT}")
-    pip = [QuoteString(f"{prefix}/bin/python"), "-m", "pip", "install", "-q"]
-    pip += ["--disable-pip-version-check", "--report", report]
-    specs = [QuoteString(pin.spec) for pin in pins]
+    specs = [pin.spec for pin in pins]
     attempts = [
-        StringCommand(*pip, *_index_options(source), *specs)
+        shell_command(
+            pip_install(
+                [Arg(f"{prefix}/bin/python")],
+                source,
+                specs,
+                report=f"{prefix}/{PIP_REPORT}",
+                unattended=True,
+            )
+        )
         for source in (PipSource(index_url, wheel_index), *(fallbacks or ()))
     ]
     yield first_that_succeeds(attempts)
-
-
-def _index_options(source: PipSource) -> list[str | QuoteString]:
-    options: list[str | QuoteString] = ["--index-url", QuoteString(source.index_url)]
-    if source.wheel_index:
-        layout, url = source.wheel_index
-        options += ["--find-links" if layout == "flat" else "--extra-index-url", QuoteString(url)]
-    return options

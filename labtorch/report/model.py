@@ -37,10 +37,10 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import asdict
 
-from labtorch.rules.audit_verdict import env_variant, judge_env, judge_host
-from labtorch.rules.plan import Plan
 from labtorch.facts.host_state import HostState
-from labtorch.rules.verdict import FAMILY, Verdict
+from labtorch.rules.audit_verdict import env_variant, judge_env, judge_host
+from labtorch.rules.model import Plan
+from labtorch.rules.verdict import FAMILY, ProbeVerdict
 
 SCHEMA = 1
 UNREACHABLE = "the host could not be reached"
@@ -94,7 +94,7 @@ def host_record(
     plan: Plan | None,
     refusal: str | None,
     probe: dict | None,
-    verdict: Verdict | None,
+    verdict: ProbeVerdict | None,
 ) -> dict:
     """One host's entry of the report; ``refusal`` is why it got no plan (or no install)."""
     if refusal:
@@ -140,7 +140,7 @@ def audit_record(
     hardware = found or _unknown_hardware()
     envs = [env_record(env, len(hardware["gpus"])) for env in (found or {}).get("envs", [])]
     if found is None:
-        verdict = Verdict(False, [missing], [])
+        verdict = ProbeVerdict(False, [missing], [])
     else:
         verdict = judge_host(hardware["driver"]["error"], envs)
     return {

@@ -9,7 +9,7 @@ shown, never judged: the audit does not know which mirror the site configured.
 
 from __future__ import annotations
 
-from labtorch.rules.verdict import FAMILY, Expectation, Verdict, judge
+from labtorch.rules.verdict import FAMILY, Expectation, ProbeVerdict, judge
 
 NO_ENV = "no env with torch"
 _CPU_BUILD_NOTE = "this env's torch cannot use them"
@@ -32,14 +32,14 @@ def _origin_urls(probe: dict) -> list[str]:
     return [url for name in FAMILY if (url := (origins.get(name) or {}).get("url"))]
 
 
-def judge_env(probe: dict | None, gpus: int, error: str | None = None) -> Verdict:
+def judge_env(probe: dict | None, gpus: int, error: str | None = None) -> ProbeVerdict:
     """The verdict for one env on a host where nvidia-smi lists ``gpus`` working GPUs.
 
     ``probe`` is what probe_script printed; None with ``error`` (the last line the env's python
     printed) when it printed no result.
     """
     if probe is None:
-        return Verdict(False, [f"the probe printed no result: {error or 'no output'}"], [])
+        return ProbeVerdict(False, [f"the probe printed no result: {error or 'no output'}"], [])
     version = (probe.get("packages", {}).get("torch") or {}).get("version")
     # The env is held to its own claims: its version, its CUDA build, its own origins.
     claims = Expectation(
@@ -58,7 +58,7 @@ def _by_env(envs: list[dict], key: str) -> list[str]:
     return [f"{env['prefix']}: {line}" for env in envs for line in env["probe"][key]]
 
 
-def judge_host(driver_error: dict | None, envs: list[dict]) -> Verdict:
+def judge_host(driver_error: dict | None, envs: list[dict]) -> ProbeVerdict:
     """A host's verdict from its driver error (as the report records it) and its env records
     (each with its ``prefix`` and its ``probe`` verdict): it fails when nvidia-smi fails, when no
     env has torch, or when any env fails."""
@@ -68,4 +68,4 @@ def judge_host(driver_error: dict | None, envs: list[dict]) -> Verdict:
     if not envs:
         failures.append(NO_ENV)
     failures += _by_env(envs, "failures")
-    return Verdict(not failures, failures, _by_env(envs, "notes"))
+    return ProbeVerdict(not failures, failures, _by_env(envs, "notes"))

@@ -1,10 +1,108 @@
-"""Copy-pasteable install commands for a plan, for one user without a fleet."""
+"""The install commands, built in one place: the one ``labtorch plan`` prints and the ones the
+deploy runs take their words, and the order of their words, from here (pure).
+
+A command is a list of words; :class:`Arg` marks a word that comes from the admin or the data
+(a path, a URL, a spec), which every renderer quotes: :func:`render` for a shell, the operations
+through pyinfra's ``QuoteString``.
+"""
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from labtorch.rules.plan import PIP, Plan
+from labtorch.rules.fallback import PipSource
+from labtorch.rules.model import PIP, Plan
+
+# Words only the deploy adds: it runs unattended, and quietly.
+_CONDA_UNATTENDED = ("-y", "-q")
+_PIP_UNATTENDED = ("-q", "--disable-pip-version-check")
+
+
+@dataclass(frozen=True)
+class Arg:
+    """A word from the admin or the data: quoted wherever the command is rendered."""
+
+    text: str
+
+
+Word = str | Arg
+
+
+def _conda(cuda_override: str | None) -> list[Word]:
+    # The solve must not depend on whether conda detects the driver: conda-forge's CUDA builds
+    # need __cuda, which CONDA_OVERRIDE_CUDA fixes to the plan's CUDA version.
+    return ["env", f"CONDA_OVERRIDE_CUDA={cuda_override}"] if cuda_override else []
+
+
+def conda_install(
+    conda: Word,
+    verb: str,
+    target: tuple[str, str],
+    channels: Sequence[str],
+    specs: Sequence[str],
+    *,
+    python: str | None = None,
+    unattended: bool = False,
+    cuda_override: str | None = None,
+) -> list[Word]:
+    """``conda create|install`` of ``specs`` from exactly ``channels``, in their order.
+
+    + target: ``("-n", name)`` or ``("-p", prefix)``
+    + python: the env's Python, for a create
+    + unattended: add ``-y -q`` (the deploy)
+    + cuda_override: the CUDA version the solve assumes (``CONDA_OVERRIDE_CUDA``)
+    """
+    flag, where = target
+    words: list[Word] = [*_conda(cuda_override), conda, verb, flag, Arg(where)]
+    words.append("--override-channels")
+    for channel in channels:
+        words += ["-c", Arg(channel)]
+    if unattended:
+        words += _CONDA_UNATTENDED
+    if python:
+        words.append(Arg(f"python={python}"))
+    return words + [Arg(spec) for spec in specs]
+
+
+def conda_remove_offline(
+    conda: Word, prefix: str, packages: Sequence[str], cuda_override: str | None = None
+) -> list[Word]:
+    """``conda remove`` of ``packages`` from the env at ``prefix``, offline: a removal downloads
+    nothing, so a blocked mirror cannot fail it."""
+    words: list[Word] = [*_conda(cuda_override), conda, "remove", "-p", Arg(prefix), "--offline"]
+    return [*words, *_CONDA_UNATTENDED, *(Arg(package) for package in packages)]
+
+
+def pip_install(
+    python: Sequence[Word],
+    source: PipSource,
+    specs: Sequence[str],
+    *,
+    report: str | None = None,
+    unattended: bool = False,
+) -> list[Word]:
+    """``python -m pip install`` of ``specs`` from ``source``'s index (and its wheel page).
+
+    + report: where pip writes its install report (the probe's provenance on the pip route)
+    + unattended: add ``-q --disable-pip-version-check`` (the deploy)
+    """
+    words: list[Word] = [*python, "-m", "pip", "install"]
+    if unattended:
+        words += _PIP_UNATTENDED
+    if report:
+        words += ["--report", Arg(report)]
+    words += ["--index-url", Arg(source.index_url)]
+    if source.wheel_index:
+        layout, url = source.wheel_index
+        words += ["--find-links" if layout == "flat" else "--extra-index-url", Arg(url)]
+    return words + [Arg(spec) for spec in specs]
+
+
+def plan_specs(plan: Plan) -> list[str]:
+    """The specs of every pin of a plan, toolkit included, in the plan's order."""
+    return [pin.spec for pin in (*plan.packages, *plan.toolkit)]
 
 
 def _quote(word: str, windows: bool) -> str:
@@ -13,21 +111,23 @@ def _quote(word: str, windows: bool) -> str:
     return shlex.quote(word)
 
 
+def render(words: Sequence[Word], windows: bool = False) -> str:
+    """A command as one line for a shell (POSIX, or cmd.exe on Windows)."""
+    return " ".join(_quote(w.text if isinstance(w, Arg) else w, windows) for w in words)
+
+
 def install_command(plan: Plan, env_name: str = "torch") -> str:
-    """The command that installs ``plan`` through its mirror; empty for a refusal."""
+    """The command that installs ``plan`` through its mirror, for one user; empty for a
+    refusal."""
     if plan.refused:
         return ""
     windows = plan.platform == "win-64"
-    specs = [pin.spec for pin in (*plan.packages, *plan.toolkit)]
+    specs = plan_specs(plan)
     if plan.installer == PIP:
-        python = f"py -{plan.python}" if windows else f"python{plan.python}"
-        words = [*python.split(), "-m", "pip", "install", "--index-url", plan.index_url]
-        if plan.wheel_index:
-            layout, url = plan.wheel_index
-            words += ["--find-links" if layout == "flat" else "--extra-index-url", url]
+        python = ["py", f"-{plan.python}"] if windows else [f"python{plan.python}"]
+        words = pip_install(python, PipSource.of(plan), specs)
     else:
-        words = ["conda", "create", "-n", env_name, "--override-channels"]
-        for url in plan.channel_urls:
-            words += ["-c", url]
-        words.append(f"python={plan.python}")
-    return " ".join(_quote(word, windows) for word in [*words, *specs])
+        words = conda_install(
+            "conda", "create", ("-n", env_name), plan.channel_urls, specs, python=plan.python
+        )
+    return render(words, windows)

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from labtorch.rules.plan import PackagePin
 from labtorch.facts.host_state import InstalledPackage
+from labtorch.rules.model import PackagePin
 
 OK = "ok"
 CREATE = "create"
@@ -23,7 +23,7 @@ _VARIANT_MARKERS = ("cpuonly", "pytorch-cuda")
 
 
 @dataclass(frozen=True)
-class EnvVerdict:
+class EnvDiff:
     """``action`` is ok, create or repair; ``problems`` say why; ``remove`` lists packages that
     would block the switch to the planned variant."""
 
@@ -49,17 +49,15 @@ def pin_problem(pin: PackagePin, installed: InstalledPackage | None) -> str | No
     return None
 
 
-def env_verdict(
-    pins: Sequence[PackagePin], installed: dict[str, InstalledPackage] | None
-) -> EnvVerdict:
+def env_diff(pins: Sequence[PackagePin], installed: dict[str, InstalledPackage] | None) -> EnvDiff:
     """Compare an env (None: it does not exist) with every pin of a plan, toolkit included."""
     if installed is None:
-        return EnvVerdict(CREATE, ("the env does not exist",))
+        return EnvDiff(CREATE, ("the env does not exist",))
     problems = tuple(
         problem for pin in pins if (problem := pin_problem(pin, installed.get(pin.name)))
     )
     if not problems:
-        return EnvVerdict(OK)
+        return EnvDiff(OK)
     wanted = {pin.name for pin in pins}
     remove = tuple(m for m in _VARIANT_MARKERS if m in installed and m not in wanted)
-    return EnvVerdict(REPAIR, problems, remove)
+    return EnvDiff(REPAIR, problems, remove)

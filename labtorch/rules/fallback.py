@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from labtorch.rules.plan import Plan
+from labtorch.rules.model import Plan
 
 
 @dataclass(frozen=True)

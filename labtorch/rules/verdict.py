@@ -38,7 +38,7 @@ class Expectation:
 
 
 @dataclass(frozen=True)
-class Verdict:
+class ProbeVerdict:
     passed: bool
     failures: list[str]
     notes: list[str]
@@ -107,13 +107,13 @@ def _gpu_problems(probe: dict, expected: Expectation) -> list[str]:
     return failures
 
 
-def judge(probe: dict | None, expected: Expectation) -> Verdict:
+def judge(probe: dict | None, expected: Expectation) -> ProbeVerdict:
     """The verdict for one host; ``probe`` is what probe_script printed (None: no python/env)."""
     if probe is None:
-        return Verdict(False, ["the env has no python to probe"], [])
+        return ProbeVerdict(False, ["the env has no python to probe"], [])
     torch = probe.get("packages", {}).get("torch", {})
     if torch.get("version") is None:
-        return Verdict(False, [f"torch does not import: {torch.get('error')}"], [])
+        return ProbeVerdict(False, [f"torch does not import: {torch.get('error')}"], [])
     failures = []
     if torch["version"] != expected.torch:
         failures.append(f"torch {torch['version']} is installed, the plan says {expected.torch}")
@@ -126,4 +126,4 @@ def judge(probe: dict | None, expected: Expectation) -> Verdict:
         failures.append(f"a matmul on the CPU failed: {probe.get('cpu_matmul')}")
     origin_failures, notes = _origin_problems(probe, expected)
     failures += origin_failures
-    return Verdict(not failures, failures, notes)
+    return ProbeVerdict(not failures, failures, notes)

@@ -12,7 +12,7 @@ import yaml
 
 from labtorch.data.files import YAML_LOADER
 from labtorch.data.mirrors import DEFAULTS, Mirror, MirrorCatalog
-from labtorch.rules.plan import Plan
+from labtorch.rules.model import Plan
 
 
 class CondarcError(ValueError):

@@ -9,8 +9,8 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.api import FileUploadCommand, QuoteString, StringCommand
 
-from labtorch.operations.checks import failing_command
 from labtorch.facts.host_state import BACKUP_SUFFIX
+from labtorch.operations.checks import failing_command
 
 
 def replace_file(
