@@ -36,9 +36,21 @@ def add_sim_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = sim.add_subparsers(dest="sim_command", required=True)
-    up = actions.add_parser("up", help="start the lab (again); hosts already up stay up")
+    up = actions.add_parser(
+        "up",
+        help="start the lab (again), as it went down; hosts already up stay up",
+        description="Start the lab. A lab that was down comes back as it went down: the same "
+        "hosts, their disks, the same ports and mirror URL (when the port is free). A new lab, "
+        "or one started with --fresh, has the default 8 hosts unless --hosts or --profiles "
+        "says otherwise.",
+    )
     up.add_argument("--hosts", type=int, metavar="N", help="N hosts cycling the default profiles")
     up.add_argument("--profiles", metavar="FILE", help="profiles file (schema: profiles.yaml)")
+    up.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start over: every host on a new disk, and the default size unless --hosts is given",
+    )
     up.set_defaults(handler=up_command)
     down = actions.add_parser("down", help="stop every process of the lab")
     down.set_defaults(handler=down_command)
@@ -64,15 +76,22 @@ def up_command(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     try:
-        result = lab.up(args.hosts, args.profiles, _state_dir(args))
+        result = lab.start(args.hosts, args.profiles, _state_dir(args), fresh=args.fresh)
     except DataError as exc:
         return _error("up", str(exc), EXIT_BAD_INPUT)
     except lab.HostStartError as exc:
         return _error("up", f"{exc}\n--- tail of its sshd log ---\n{exc.log_tail}", EXIT_FAILED)
     except lab.LabError as exc:
         return _error("up", str(exc), EXIT_FAILED)
-    print(render_status(result))
-    print(f"\nup in {time.monotonic() - started:.2f} s; ssh -F {result.state_dir}/ssh_config lab01")
+    print(result.hosts_note)
+    if result.mirror_moved:
+        print(f"labtorch sim up: warning: {result.mirror_note}", file=sys.stderr)
+    else:
+        print(result.mirror_note)
+    print()
+    print(render_status(result.status))
+    elapsed = time.monotonic() - started
+    print(f"\nup in {elapsed:.2f} s; ssh -F {result.status.state_dir}/ssh_config lab01")
     return EXIT_OK
 
 

@@ -18,7 +18,10 @@ State lives in one directory (default ``/tmp/labtorch-sim``, env ``LABTORCH_SIM_
     mirror/             the mirror's state; mirror/root/ its document root
 
 Upper layers persist across ``down``/``up`` like a disk across a reboot; a host whose profile
-changed starts again from a clean disk.
+changed starts again from a clean disk, and ``up --fresh`` gives every host one. The lab comes
+back as it went down: the same hosts on the same ports, and the mirror on the port it had, when
+that port is free (packages the hosts installed name the mirror's URL, so a mirror on another
+port would make every env look as if it came from elsewhere).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from labtorch_sim import fakedriver
 from labtorch_sim.fakedriver import HostFiles
@@ -49,6 +53,9 @@ READY_TIMEOUT_S = 15.0
 STOP_GRACE_S = 5.0
 # Base ports tried in turn for a new lab; host i listens on base + i (lab01 on 2201).
 BASE_PORTS = tuple(range(2200, 6500, 100))
+# Ports tried in turn for a new lab's mirror: below Linux's ephemeral range (32768-60999), so that
+# no client connection takes the port while the lab is down.
+MIRROR_PORTS = tuple(range(8701, 8800))
 OVERLAY_DIRS = ("etc", "opt", "var", "home", "srv")
 USR_LOCAL_DIRS = ("bin", "etc", "games", "include", "lib", "man", "sbin", "share", "src")
 _LISTEN = "0A"
@@ -166,6 +173,24 @@ class LabStatus:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class UpResult:
+    """What ``up`` did: the lab, how many hosts and why, and where the mirror answers.
+
+    ``mirror_moved`` is true when the mirror could not come back on the port it had: then every
+    package the hosts installed before names a URL that is no longer the mirror's.
+    """
+
+    status: LabStatus
+    started: tuple[str, ...]
+    hosts_note: str
+    mirror_note: str
+    mirror_moved: bool = False
+
+    def messages(self) -> list[str]:
+        return [self.hosts_note, self.mirror_note]
+
+
 def mirror_state_dir(state_dir: Path) -> Path:
     """Where the lab's mirror keeps its state: request log, faults, pid (see ``sim.mirror``)."""
     return _State(state_dir).mirror
@@ -266,28 +291,100 @@ def check_requirements() -> None:
 # --- up ------------------------------------------------------------------------------------------
 
 
-def up(n_hosts: int | None, profiles_file: str | Path | None, state_dir: Path) -> LabStatus:
+def up(
+    n_hosts: int | None,
+    profiles_file: str | Path | None,
+    state_dir: Path,
+    fresh: bool = False,
+) -> LabStatus:
     """Start the lab (idempotent): hosts already up with the same profile are left alone.
 
     With neither ``n_hosts`` nor ``profiles_file`` an existing lab comes back as it was, and a
-    new one gets the default lab. Raises DataError for a bad profiles file, LabError otherwise.
+    new one (or a ``fresh`` one) gets the default lab. Raises DataError for a bad profiles file,
+    LabError otherwise. :func:`start` says, besides, what it did and why.
+    """
+    return start(n_hosts, profiles_file, state_dir, fresh).status
+
+
+def start(
+    n_hosts: int | None,
+    profiles_file: str | Path | None,
+    state_dir: Path,
+    fresh: bool = False,
+) -> UpResult:
+    """:func:`up`, with how many hosts it started and why, and where the mirror answers.
+
+    ``fresh``: every host gets a new disk (what was installed on it is gone) and, unless
+    ``n_hosts`` or ``profiles_file`` says otherwise, the lab has the default size.
     """
     check_requirements()
     state = _State(_check_state_dir(state_dir))
     if n_hosts is not None and n_hosts < 1:
         raise LabError(f"--hosts must be at least 1, not {n_hosts}")
-    saved = _read_lab(state)
+    last = _read_lab(state)
+    # A fresh lab keeps only the last lab's ports: everything else starts over.
+    saved = {"hosts": [], **{k: last.get(k) for k in ("base_port", "mirror")}} if fresh else last
+    hosts_note = _hosts_note(state, saved, n_hosts, profiles_file, fresh)
     if n_hosts is None and profiles_file is None:
         n_hosts, profiles_file = saved.get("n_hosts"), saved.get("profiles_file")
+    # A bad profiles file stops here, before anything is stopped or written.
     profiles = load_profiles(profiles_file).for_hosts(n_hosts)
-    _prepare_state(state)
+    if fresh:
+        _wipe_hosts(state, last)
+    mirror, mirror_note, moved = _prepare_state(state, saved.get("mirror"))
+    if moved and fresh:
+        # New disks: nothing on the hosts names the old URL.
+        moved, mirror_note = False, f"mirror {mirror} (the last lab's port is in use)"
     hosts, to_start = _plan_hosts(state, saved, profiles)
-    _write_lab(state, hosts, n_hosts, profiles_file)
+    # The lab's mirror URL stays the one its hosts installed from, so that a later up goes back
+    # to it once its port is free again.
+    _write_lab(state, hosts, n_hosts, profiles_file, saved["mirror"] if moved else mirror)
     _write_client_files(state, hosts)
     for host in to_start:
         _launch(state, host)
     _wait_ready(state, to_start)
-    return status(state.root)
+    started = tuple(host.name for host in to_start)
+    count = f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}"
+    if len(started) == len(hosts):
+        hosts_note = f"{count} ({hosts_note}); starting all {len(started)}"
+    else:
+        kept = len(hosts) - len(started)
+        hosts_note = f"{count} ({hosts_note}); starting {len(started)}, {kept} already up"
+    return UpResult(status(state.root), started, hosts_note, mirror_note, moved)
+
+
+def _hosts_note(
+    state: _State,
+    saved: dict,
+    n_hosts: int | None,
+    profiles_file: str | Path | None,
+    fresh: bool,
+) -> str:
+    """Why the lab has the size it gets: the arguments, the last lab's size, or the default."""
+    if n_hosts is not None:
+        return f"--hosts {n_hosts}"
+    if profiles_file is not None:
+        return f"the lab of {profiles_file}"
+    if fresh:
+        return "--fresh: the default lab, every host on a new disk"
+    if not saved["hosts"]:
+        return f"the default lab: no lab in {state.root} before"
+    if saved.get("n_hosts") is not None:
+        return (
+            f"as the last lab was: --hosts {saved['n_hosts']}; `labtorch sim up --fresh` starts "
+            "the default lab on new disks"
+        )
+    if saved.get("profiles_file") is not None:
+        return f"as the last lab was: the lab of {saved['profiles_file']}"
+    return "the default lab, as the last lab was"
+
+
+def _wipe_hosts(state: _State, saved: dict) -> None:
+    """Stop every host and delete its disk (``--fresh``): the next start writes new ones."""
+    names = _host_names(state, saved)
+    _stop_hosts(state, names)
+    for name in names:
+        shutil.rmtree(state.host(name), ignore_errors=True)
 
 
 def _plan_hosts(
@@ -316,17 +413,54 @@ def _plan_hosts(
     return hosts, to_start
 
 
-def _prepare_state(state: _State) -> None:
-    """Directories, the client key, the conda runtime and the mirror (all idempotent)."""
+def _prepare_state(state: _State, saved_mirror: str | None) -> tuple[str, str, bool]:
+    """Directories, the client key, the conda runtime and the mirror (all idempotent).
+
+    Returns the mirror's URL, a line that says where it answers, and whether it moved (it
+    could not come back on the port it had).
+    """
     for directory in (state.root, state.client_key.parent, state.hosts, state.mirror):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     _keygen(state.client_key, "labtorch-sim")
     build_runtime(state.runtime)
     mirror_root = state.mirror / "root"
     build_mirror_content(mirror_root)
-    start_mirror(mirror_root, state.mirror)
+    url, note, moved = _start_lab_mirror(mirror_root, state.mirror, saved_mirror)
     # sshd needs its privilege-separation directory, and nothing else creates it here.
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+    return url, note, moved
+
+
+def _start_lab_mirror(root: Path, mirror_dir: Path, saved: str | None) -> tuple[str, str, bool]:
+    """The mirror on the port the lab had (``saved``, its URL), when that port is free; a new
+    lab's mirror on the first free port of :data:`MIRROR_PORTS`."""
+    running = read_mirror(mirror_dir)
+    if running is not None and running.root == root.resolve():
+        return running.url, f"mirror {running.url}: already up", False
+    saved_port = urlsplit(saved).port if saved else None
+    listening = _listening_ports()
+    if saved_port is not None and saved_port not in listening:
+        with contextlib.suppress(RuntimeError):
+            # Another process may take the port between the check and the bind.
+            url = start_mirror(root, mirror_dir, saved_port).url
+            return (
+                url,
+                f"mirror {url}: the same URL as before, so the hosts' envs still count "
+                "as installed from it",
+                False,
+            )
+    port = next((p for p in MIRROR_PORTS if p not in listening), 0)
+    url = start_mirror(root, mirror_dir, port).url
+    if saved is None or url == saved:
+        return url, f"mirror {url}", False
+    note = (
+        f"mirror {url}: NOT the lab's mirror URL before ({saved}): port {saved_port} is in use "
+        "by another process (see: ss -ltnp). The deploy's provenance will differ: packages the "
+        f"hosts installed from {saved} no longer count as from the mirror, so the probe fails "
+        f"those envs. Free port {saved_port} and run `labtorch sim down` then `labtorch sim up` "
+        "to get the old URL back, or `labtorch sim up --fresh` to start over on new disks."
+    )
+    return url, note, True
 
 
 def _keygen(path: Path, comment: str) -> None:
@@ -435,10 +569,15 @@ def _fingerprint(state: _State, name: str) -> str | None:
 
 
 def _write_lab(
-    state: _State, hosts: list[_Host], n_hosts: int | None, profiles: str | Path | None
+    state: _State,
+    hosts: list[_Host],
+    n_hosts: int | None,
+    profiles: str | Path | None,
+    mirror_url: str,
 ) -> None:
     lab = {
         "base_port": hosts[0].port - 1,
+        "mirror": mirror_url,
         "n_hosts": n_hosts,
         "profiles_file": str(Path(profiles).resolve()) if profiles else None,
         "hosts": [
@@ -631,14 +770,38 @@ def _stop_hosts(state: _State, names: list[str]) -> None:
 
 
 def _terminate(find: Callable[[], list[int]]) -> None:
-    """TERM, then KILL what is left after STOP_GRACE_S; return once all are gone."""
-    _signal_all(find(), signal.SIGTERM)
+    """TERM, then KILL what is left after STOP_GRACE_S; return once all are gone.
+
+    A process that is exiting may already have left its namespace (``find`` no longer lists
+    it) while it still runs, so each process signalled is also waited for by its pid and start
+    time (never a later process that reuses the pid).
+    """
+    signalled: dict[int, str | None] = {}
+
+    def left() -> list[int]:
+        for pid in find():
+            signalled.setdefault(pid, _start_time(pid))
+        return sorted(
+            pid for pid, started in signalled.items() if _alive(pid) and _start_time(pid) == started
+        )
+
+    _signal_all(left(), signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_S
-    while (left := find()) and time.monotonic() < deadline:
+    while (remaining := left()) and time.monotonic() < deadline:
         time.sleep(_POLL_S * 2)
-    _signal_all(left, signal.SIGKILL)
-    while find():
+    _signal_all(remaining, signal.SIGKILL)
+    while left():
         time.sleep(_POLL_S)
+
+
+def _start_time(pid: int) -> str | None:
+    """When the process started (``/proc/PID/stat`` field 22), which tells it from a later
+    process with the same pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()[19]
 
 
 def _signal_all(pids: list[int], sig: signal.Signals) -> None:

@@ -14,7 +14,8 @@
   out like Aliyun's mirror of download.pytorch.org.
 
 Every torch, torchvision and torchaudio holds the stand-in of :mod:`labtorch_sim.standin_torch`,
-with the version, CUDA, cuDNN and arch list of the build it stands for (from ``labtorch.data.compat``).
+with the version, CUDA, cuDNN and arch list of the build it stands for (from
+``labtorch.data.compat``).
 Everything targets the hosts' Python 3.11.
 """
 

@@ -1,5 +1,6 @@
 """The simulated lab: real SSH to each host, its fake nvidia-smi and driver files, isolation,
-status, idempotent up, the pyinfra inventory, a clean down, and profile validation.
+status, idempotent up, the pyinfra inventory, a clean down, profile validation, and a lab that comes
+back as it went down (same hosts, disks, ports and mirror URL; ``--fresh`` to start over).
 
 The lab tests need root and openssh-server (CI runs them as root); they bring up the default
 lab of 8 hosts, one per profile, in a temporary state directory under /tmp.
@@ -384,3 +385,110 @@ def test_profiles_file_errors_name_file_and_key(tmp_path, yaml, key, problem):
 def test_hosts_cycle_through_the_default_profiles():
     names = [profile.name for profile in PROFILES.for_hosts(11)]
     assert names == [*PROFILES.lab, *PROFILES.lab[:3]]
+
+
+# --- a lab that comes back as it went down (issue 10, item 2) -----------------------------------
+# One lab for these tests, in order: new (default size), resized, down and up again, up with its
+# mirror's port taken, and --fresh.
+
+
+@pytest.fixture(scope="module")
+def restart_dir(tmp_path_factory) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("the simulated lab needs root")
+    state_dir = tmp_path_factory.mktemp("sim-restart")
+    try:
+        yield state_dir
+    finally:
+        lab.down(state_dir)
+
+
+def _up(capsys, state_dir: Path, *argv: str) -> tuple[str, str]:
+    status, out, err = sim(capsys, "up", *argv, "--state-dir", str(state_dir))
+    assert status == 0, err
+    return out, err
+
+
+def _ports(state_dir: Path) -> dict[str, int]:
+    return {host.name: host.port for host in lab.status(state_dir).hosts}
+
+
+def test_a_new_lab_has_the_default_size_and_says_why(restart_dir, capsys):
+    out, _ = _up(capsys, restart_dir)
+    assert f"8 hosts (the default lab: no lab in {restart_dir} before); starting all 8" in out
+    mirror = lab.status(restart_dir).mirror
+    assert f"mirror {mirror.url}\n" in out
+    assert lab.MIRROR_PORTS[0] <= int(mirror.url.rsplit(":", 1)[1]) <= lab.MIRROR_PORTS[-1]
+
+
+def test_hosts_given_is_the_reason_and_hosts_beyond_stop(restart_dir, capsys):
+    out, _ = _up(capsys, restart_dir, "--hosts", "2")
+    assert "2 hosts (--hosts 2); starting 0, 2 already up" in out
+    assert [host.name for host in lab.status(restart_dir).hosts] == ["lab01", "lab02"]
+    assert "already up" in out.splitlines()[1]
+
+
+def test_down_then_up_comes_back_as_it_went_down(restart_dir, capsys):
+    """Same hosts, same disks, same SSH ports and the same mirror URL: what the hosts installed
+    from the mirror still names the mirror."""
+    assert ssh(restart_dir, "lab01", "touch /opt/installed-before-down").returncode == 0
+    before = lab.status(restart_dir)
+    sim(capsys, "down", "--state-dir", str(restart_dir))
+    assert lab.status(restart_dir).mirror is None
+    out, err = _up(capsys, restart_dir)
+    after = lab.status(restart_dir)
+    assert after.mirror.url == before.mirror.url
+    assert _ports(restart_dir) == {host.name: host.port for host in before.hosts}
+    assert "2 hosts (as the last lab was: --hosts 2; `labtorch sim up --fresh` starts" in out
+    assert "starting all 2" in out
+    assert f"mirror {before.mirror.url}: the same URL as before" in out
+    assert not err
+    assert ssh(restart_dir, "lab01", "test -e /opt/installed-before-down").returncode == 0
+
+
+def test_a_taken_mirror_port_is_reported_and_the_url_comes_back_once_free(restart_dir, capsys):
+    """When the port is taken, the mirror answers elsewhere and ``up`` warns that provenance will
+    differ; the lab keeps its URL, so that the next up after the port is free restores it."""
+    url = lab.status(restart_dir).mirror.url
+    port = int(url.rsplit(":", 1)[1])
+    sim(capsys, "down", "--state-dir", str(restart_dir))
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind((lab.ADDRESS, port))
+        other.listen()
+        _, err = _up(capsys, restart_dir)
+        moved = lab.status(restart_dir).mirror.url
+    assert moved != url
+    assert f"warning: mirror {moved}: NOT the lab's mirror URL before ({url})" in err
+    assert f"port {port} is in use by another process" in err
+    assert "The deploy's provenance will differ" in err
+    assert f"packages the hosts installed from {url} no longer count as from the mirror" in err
+    sim(capsys, "down", "--state-dir", str(restart_dir))
+    out, err = _up(capsys, restart_dir)
+    assert lab.status(restart_dir).mirror.url == url
+    assert f"mirror {url}: the same URL as before" in out and not err
+
+
+def test_fresh_starts_new_disks_at_the_default_size(restart_dir, capsys):
+    keys = {
+        name: (restart_dir / f"hosts/{name}/upper/etc/ssh/ssh_host_ed25519_key.pub").read_text()
+        for name in ("lab01", "lab02")
+    }
+    out, _ = _up(capsys, restart_dir, "--fresh")
+    assert "8 hosts (--fresh: the default lab, every host on a new disk); starting all 8" in out
+    status = lab.status(restart_dir)
+    assert [host.profile for host in status.hosts] == list(PROFILES.lab)
+    assert all(host.up for host in status.hosts)
+    assert ssh(restart_dir, "lab01", "test -e /opt/installed-before-down").returncode == 1
+    for name, key in keys.items():
+        new = restart_dir / f"hosts/{name}/upper/etc/ssh/ssh_host_ed25519_key.pub"
+        assert new.read_text() != key, name
+    # The size now is the default one: an up without arguments keeps it, and says so.
+    out, _ = _up(capsys, restart_dir)
+    assert "8 hosts (the default lab, as the last lab was); starting 0, 8 already up" in out
+
+
+def test_fresh_with_hosts_takes_that_size(restart_dir, capsys):
+    out, _ = _up(capsys, restart_dir, "--fresh", "--hosts", "3")
+    assert "3 hosts (--hosts 3); starting all 3" in out
+    assert len(lab.status(restart_dir).hosts) == 3
