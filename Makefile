@@ -37,8 +37,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: install
-	$(BIN)/ruff check labtorch tests inventories deploys group_data bench
-	$(BIN)/ruff format --check labtorch tests inventories deploys group_data bench
+	$(BIN)/ruff check labtorch labtorch_sim tests inventories deploys group_data bench
+	$(BIN)/ruff format --check labtorch labtorch_sim tests inventories deploys group_data bench
 
 test: lint
 	$(BIN)/pytest -q

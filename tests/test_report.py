@@ -29,8 +29,8 @@ from labtorch.report.model import (
     audit_report,
     fleet_report,
     host_record,
-    render_table,
 )
+from labtorch.report.table import render_table
 from labtorch.rules.audit_verdict import NO_ENV, env_variant, judge_env
 from labtorch.rules.model import HostFacts, Request
 from labtorch.rules.plan import plan_for_host

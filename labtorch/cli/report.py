@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from labtorch.report.html import render_html
-from labtorch.report.model import UNREACHABLE, audit_record, audit_report, render_table
+from labtorch.report.model import UNREACHABLE, audit_record, audit_report
+from labtorch.report.table import render_table
 
 EXIT_OK = 0
 EXIT_FAILED = 1

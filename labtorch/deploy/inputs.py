@@ -1,4 +1,4 @@
-"""From a host's snapshot and the admin's settings to the rules engine's inputs (pure)."""
+"""From a host's state and the admin's settings to the rules engine's inputs (pure)."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ SITE_MIRROR = "site"
 SITE_WHEELS = "site-wheels"
 
 
-def gpu_state(snapshot: HostState) -> SmiReport | SmiFailure | None:
+def gpu_state(host_state: HostState) -> SmiReport | SmiFailure | None:
     """nvidia-smi's answer, unless the loaded kernel module is not the driver nvidia-smi reports:
     then the driver was upgraded without a reboot, and CUDA will not initialise."""
-    smi = snapshot.nvidia_smi
-    kernel = snapshot.kernel_driver
+    smi = host_state.nvidia_smi
+    kernel = host_state.kernel_driver
     driver = smi.driver_version if isinstance(smi, SmiReport) else None
     if kernel and driver and kernel != driver:
         return SmiFailure(
@@ -37,12 +37,12 @@ def gpu_state(snapshot: HostState) -> SmiReport | SmiFailure | None:
     return smi
 
 
-def host_facts(snapshot: HostState, settings: Settings) -> HostFacts:
+def host_facts(host_state: HostState, settings: Settings) -> HostFacts:
     return HostFacts(
-        platform=snapshot.platform,
-        glibc=snapshot.glibc,
-        python=snapshot.python3 if settings.installer == "pip" else None,
-        nvidia_smi=gpu_state(snapshot),
+        platform=host_state.platform,
+        glibc=host_state.glibc,
+        python=host_state.python3 if settings.installer == "pip" else None,
+        nvidia_smi=gpu_state(host_state),
     )
 
 
@@ -94,14 +94,14 @@ def fallback_requests(
     }
 
 
-def reusable_probe(snapshot: HostState) -> dict | None:
+def reusable_probe(host_state: HostState) -> dict | None:
     """The env's last probe, when neither its packages nor the loaded driver changed since."""
-    cache = snapshot.probe_cache
-    if not cache or not snapshot.env_listing:
+    cache = host_state.probe_cache
+    if not cache or not host_state.env_listing:
         return None
-    if tuple(cache.get("listing") or ()) != snapshot.env_listing:
+    if tuple(cache.get("listing") or ()) != host_state.env_listing:
         return None
-    if cache.get("kernel_driver") != snapshot.kernel_driver:
+    if cache.get("kernel_driver") != host_state.kernel_driver:
         return None
     return cache
 

@@ -71,11 +71,11 @@ def check_inventory_settings(inventory: Inventory) -> None:
 
 
 def _plan(
-    snapshot: HostState, settings: Settings, request: Request, catalog: MirrorCatalog
+    host_state: HostState, settings: Settings, request: Request, catalog: MirrorCatalog
 ) -> Plan | str:
     """The plan for this host, or the reason it has none."""
     try:
-        plan = plan_for_host(host_facts(snapshot, settings), request, load_compat(), catalog)
+        plan = plan_for_host(host_facts(host_state, settings), request, load_compat(), catalog)
     except RequestError as exc:
         return str(exc)
     if plan.refused:
@@ -84,7 +84,7 @@ def _plan(
 
 
 def _fallbacks(
-    snapshot: HostState,
+    host_state: HostState,
     settings: Settings,
     request: Request,
     catalog: MirrorCatalog,
@@ -92,7 +92,7 @@ def _fallbacks(
 ) -> list[Plan]:
     """The fallback mirrors' plans that pin exactly what ``plan`` pins; the others are named."""
     candidates = {
-        name: _plan(snapshot, settings, fallback, catalog)
+        name: _plan(host_state, settings, fallback, catalog)
         for name, fallback in fallback_requests(settings, request, catalog).items()
     }
     usable, skipped = usable_fallbacks(plan, candidates)
@@ -102,7 +102,7 @@ def _fallbacks(
 
 
 def _conda_steps(
-    snapshot: HostState,
+    host_state: HostState,
     plan: Plan,
     fallbacks: list[Plan],
     pins: list[PackagePin],
@@ -111,20 +111,20 @@ def _conda_steps(
 ) -> None:
     conda.condarc(
         name="Point conda at the mirror",
-        path=snapshot.condarc_path,
+        path=host_state.condarc_path,
         config=mirror_config(plan, mirror, catalog),
-        current=snapshot.condarc,
-        has_backup=snapshot.condarc_backup,
+        current=host_state.condarc,
+        has_backup=host_state.condarc_backup,
     )
     conda.env(
         name="Install torch into the conda env",
-        conda=snapshot.conda_exe,
-        prefix=snapshot.env_path,
+        conda=host_state.conda_exe,
+        prefix=host_state.env_path,
         pins=pins,
         channels=list(plan.channels),
         python=plan.python,
         cuda=plan.cuda,
-        installed=snapshot.env_packages,
+        installed=host_state.env_packages,
         fallback_channels=[list(fallback.channel_urls) for fallback in fallbacks],
     )
 
@@ -147,7 +147,7 @@ def install_pytorch() -> None:
     check_inventory_settings(host.inventory)
     run = RUN.host(host)
     settings = settings_from(host.data.dict())
-    snapshot = host.get_fact(
+    host_state = host.get_fact(
         LabHost,
         installer=settings.installer,
         env=settings.env,
@@ -155,19 +155,19 @@ def install_pytorch() -> None:
         venv_root=settings.venv_root,
         pip_scope=settings.pip_scope,
     )
-    if snapshot is None:
+    if host_state is None:
         _refuse(run, "Read host facts", "the host's facts could not be read")
         return
-    run.state = snapshot
+    run.state = host_state
     request = request_for(settings)
     catalog = catalog_for(settings)
     mirror = catalog[request.mirror]
-    plan = _plan(snapshot, settings, request, catalog)
+    plan = _plan(host_state, settings, request, catalog)
     if isinstance(plan, str):
         _refuse(run, "Plan PyTorch", plan)
         return
     run.plan = plan
-    if settings.installer == "conda" and snapshot.conda_exe is None:
+    if settings.installer == "conda" and host_state.conda_exe is None:
         _refuse(
             run,
             "Find conda",
@@ -176,33 +176,33 @@ def install_pytorch() -> None:
         )
         return
     pins = [*plan.packages, *plan.toolkit]
-    fallbacks = _fallbacks(snapshot, settings, request, catalog, plan)
+    fallbacks = _fallbacks(host_state, settings, request, catalog, plan)
     if settings.installer == "conda":
-        _conda_steps(snapshot, plan, fallbacks, pins, mirror, catalog)
+        _conda_steps(host_state, plan, fallbacks, pins, mirror, catalog)
     else:
         pip.venv(
             name="Install torch into the venv",
             python="python3",
-            prefix=snapshot.env_path,
+            prefix=host_state.env_path,
             pins=pins,
             index_url=plan.index_url,
             wheel_index=list(plan.wheel_index) if plan.wheel_index else None,
-            installed=snapshot.env_packages,
+            installed=host_state.env_packages,
             fallbacks=[PipSource.of(fallback) for fallback in fallbacks],
         )
     pip.pip_index(
         name="Point pip at the mirror",
-        path=snapshot.pip_conf_path,
+        path=host_state.pip_conf_path,
         index_url=mirror.pypi,
-        current=snapshot.pip_conf,
-        has_backup=snapshot.pip_conf_backup,
+        current=host_state.pip_conf,
+        has_backup=host_state.pip_conf_backup,
     )
-    unchanged = env_diff(pins, snapshot.env_packages).action == OK
+    unchanged = env_diff(pins, host_state.env_packages).action == OK
     checks.verify(
         name="Prove torch works",
-        python=f"{snapshot.env_path}/bin/python",
-        expected=expectation_for(plan, fallbacks, snapshot.nvidia_smi),
-        reused=reusable_probe(snapshot) if unchanged and settings.probe == "on-change" else None,
-        kernel_driver=snapshot.kernel_driver,
+        python=f"{host_state.env_path}/bin/python",
+        expected=expectation_for(plan, fallbacks, host_state.nvidia_smi),
+        reused=reusable_probe(host_state) if unchanged and settings.probe == "on-change" else None,
+        kernel_driver=host_state.kernel_driver,
         on_result=_keep_probe(run),
     )

@@ -19,7 +19,8 @@ from pyinfra.api.state import BaseStateCallback
 
 from labtorch.facts.host_state import HostState
 from labtorch.report.html import render_html
-from labtorch.report.model import UNREACHABLE, fleet_report, host_record, render_table
+from labtorch.report.model import UNREACHABLE, fleet_report, host_record
+from labtorch.report.table import render_table
 from labtorch.rules.model import Plan
 from labtorch.rules.verdict import ProbeVerdict
 
