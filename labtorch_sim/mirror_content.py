@@ -39,7 +39,14 @@ from labtorch.data import compat
 from labtorch.data.compat import CPU, ArchList, Release, cuda_of_variant, load_compat
 from labtorch.data.files import packaged_data_file
 from labtorch_sim import condapkg
-from labtorch_sim.condapkg import NOARCH, CondaPackage, index_channel, write_package
+from labtorch_sim.condapkg import (
+    CONDA,
+    NOARCH,
+    TAR_BZ2,
+    CondaPackage,
+    index_channel,
+    write_package,
+)
 from labtorch_sim.standin_torch import PACKAGES, TorchBuild, payload, source_files
 
 MAIN = Path("anaconda/pkgs/main")
@@ -61,8 +68,12 @@ WHEEL_TAG = "cp311-cp311-manylinux_2_28_x86_64"
 CONDA_PYTORCH_RELEASE = "2.3.1"
 CONDA_PYTORCH_VARIANTS = (CPU, "cu118", "cu121")
 CONDA_FORGE_RELEASE = "2.7.1"
-# conda-forge's arch list for its 12.6 builds is not in the reference; the 12.8 one stands in.
+# conda-forge's arch list per CUDA version comes from compat; where it has none for a build's
+# CUDA, the 12.8 one stands in.
 CONDA_FORGE_ARCH_OF = "12.8"
+# conda-forge's cuda-version metapackage builds (the 12.6 one as on conda-forge; others get a
+# build of the same form).
+CUDA_VERSION_BUILDS = {"12.6": "h7480c83_3"}
 WHEEL_RELEASE = "2.9.1"
 WHEEL_VARIANTS = (CPU, "cu126", "cu128")
 
@@ -189,7 +200,9 @@ def _cuda_facts(release: Release, variant: str, source: Source) -> tuple[str, Ar
             raise ValueError(f"torch {release.line} was not on the pytorch conda channel")
         return release.conda_pytorch.cudnn[variant], release.conda_pytorch.arch[variant]
     if source == "forge":
-        return CUDNN[release.line], load_compat().conda_forge.arch[CONDA_FORGE_ARCH_OF]
+        cuda = cuda_of_variant(variant)
+        lists = load_compat().conda_forge.arch
+        return CUDNN[release.line], lists.get(cuda or "") or lists[CONDA_FORGE_ARCH_OF]
     return CUDNN[release.line], release.variants[variant]
 
 
@@ -283,7 +296,11 @@ def _build_number(build: str) -> int:
 def _conda_torch_packages(
     build: TorchBuild, builds: Mapping[str, str], depends: Mapping[str, tuple[str, ...]]
 ) -> list[CondaPackage]:
-    """``pytorch``, ``torchvision`` and ``torchaudio`` of one build, by conda package name."""
+    """``pytorch``, ``torchvision`` and ``torchaudio`` of one build, by conda package name.
+
+    pytorch is a ``.tar.bz2``, its companions ``.conda`` files (as the torchvision that real conda
+    picked from the pytorch channel in conda-cli.md §2), so that the mirror serves both formats.
+    """
     names = {"torch": "pytorch", "torchvision": "torchvision", "torchaudio": "torchaudio"}
     return [
         CondaPackage(
@@ -293,6 +310,7 @@ def _conda_torch_packages(
             build_number=_build_number(builds[package]),
             depends=(PYTHON_DEPENDENCY, *depends[package]),
             files=_conda_payload(build, package),
+            extension=TAR_BZ2 if package == "torch" else CONDA,
         )
         for package in PACKAGES
     ]
@@ -343,7 +361,8 @@ def _forge_hash(*parts: str) -> str:
 
 
 def conda_forge_packages() -> list[CondaPackage]:
-    """conda-forge's pytorch 2.7.1, cpu and cuda126, with companions and ``cuda-version``."""
+    """conda-forge's pytorch 2.7.1, cpu and each CUDA build compat lists for linux-64, with
+    companions and a ``cuda-version`` for each CUDA version."""
     release, _ = load_compat().find_release(CONDA_FORGE_RELEASE)
     assert release.conda_forge is not None
     python = f"py{PYTHON.replace('.', '')}"
@@ -371,9 +390,24 @@ def conda_forge_packages() -> list[CondaPackage]:
             builds,
             {"torch": torch_pins, "torchvision": companion_pins, "torchaudio": companion_pins},
         )
-    packages.append(
-        CondaPackage("cuda-version", "12.6", "h7480c83_3", NOARCH, constrains=("__cuda >=12",))
+    cudas = sorted(
+        {cuda_of_variant(v) for v in release.conda_forge.variants["linux-64"]} - {None},
+        key=lambda cuda: compat.cuda_key(str(cuda)),
     )
+    for cuda in map(str, cudas):
+        major = cuda.split(".")[0]
+        build = CUDA_VERSION_BUILDS.get(cuda) or f"{_forge_hash('cuda-version', cuda)}_3"
+        # cuda-version constrains __cuda to the major version only (torch-matrix.md §3.2).
+        packages.append(
+            CondaPackage(
+                "cuda-version",
+                cuda,
+                build,
+                NOARCH,
+                constrains=(f"__cuda >={major}",),
+                extension=CONDA,
+            )
+        )
     return packages
 
 

@@ -7,6 +7,7 @@ The stand-in runs through the ``bin/conda`` wrapper of an ``install_conda`` layo
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -21,7 +22,8 @@ import pytest
 
 from labtorch_sim.conda import condarc
 from labtorch_sim.conda.channels import ChannelConfig
-from labtorch_sim.condapkg import CondaPackage, index_channel, write_package
+from labtorch_sim.condapkg import CONDA, CondaPackage, index_channel, write_package
+from labtorch_sim.mirror import read_log, set_fault, start_mirror, stop_mirror
 from labtorch_sim.runtime import build_runtime, install_conda
 
 CUDA_BUILD = "py3.11_cuda12.1_cudnn8.9.2_0"
@@ -70,7 +72,8 @@ CHANNELS = {
     ],
     "anaconda/cloud/conda-forge": [
         _stub("cuda-driver-check", "1.0", "0", subdir="noarch", depends=("__cuda >=12.1",)),
-        _stub("six", "1.16.0", "pyhd8ed1ab_0", subdir="noarch"),
+        # A .conda package, as conda-forge ships them today.
+        _stub("six", "1.16.0", "pyhd8ed1ab_0", subdir="noarch", extension=CONDA),
     ],
     "anaconda/pkgs/main": [_stub("zlib", "1.2.13", "h5eee18b_1")],
 }
@@ -108,12 +111,18 @@ def _wait_until_serving(url: str, server: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="module")
-def mirror(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mirror]:
+def channel_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("mirror")
     for channel, packages in CHANNELS.items():
         for package in packages:
             write_package(package, root / channel)
         index_channel(root / channel)
+    return root
+
+
+@pytest.fixture(scope="module")
+def mirror(channel_root: Path) -> Iterator[Mirror]:
+    root = channel_root
     log = root.parent / f"{root.name}.log"
     port = _free_port()
     command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
@@ -546,7 +555,7 @@ def test_condarc_search_path_and_final(host: Host) -> None:
 def test_mirror_sees_only_repodata_and_packages(gpu: GpuHost) -> None:
     paths = gpu.host.mirror.requested_paths()
     assert paths
-    allowed = ("/repodata.json", ".tar.bz2")
+    allowed = ("/repodata.json", ".tar.bz2", ".conda")
     assert [p for p in paths if not p.endswith(allowed)] == []
     assert "/anaconda/cloud/pytorch/linux-64/repodata.json" in paths
 
@@ -615,3 +624,194 @@ def test_build_runtime_is_idempotent(runtime: Path) -> None:
     assert time.monotonic() - started < 2
     assert (site / "rattler").is_dir() and (site / "yaml").is_dir()
     assert (site / "labtorch_sim" / "conda" / "__main__.py").is_file()
+
+
+# --- where the stand-in copies real conda's behaviour (issue 10, item 4) -------------------
+# These run against the lab's own mirror server (labtorch_sim.mirror) on the same channels, so
+# that a download can be made to fail: a 403 as TUNA answers a blocked address range.
+
+
+@dataclass(frozen=True)
+class FaultyMirror:
+    url: str
+    state: Path
+
+    def fault(self, prefix: str, kind: str | None) -> None:
+        set_fault(self.state, prefix, kind)
+
+    def paths_since(self, start: int) -> list[tuple[str, int]]:
+        return [(e["path"], e["status"]) for e in read_log(self.state)[start:]]
+
+    def mark(self) -> int:
+        return len(read_log(self.state))
+
+
+@pytest.fixture(scope="module")
+def faulty(channel_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FaultyMirror]:
+    state = tmp_path_factory.mktemp("faulty-mirror")
+    process = start_mirror(channel_root, state)
+    try:
+        yield FaultyMirror(process.url, state)
+    finally:
+        stop_mirror(state)
+
+
+@pytest.fixture
+def faulty_host(tmp_path: Path, runtime: Path, faulty: FaultyMirror) -> Iterator[Host]:
+    """A fresh host whose condarc points at the mirror that faults; faults are cleared after."""
+    yield _make_host(tmp_path, runtime, Mirror(faulty.url, faulty.state / "requests.jsonl"))
+    faults = faulty.state / "faults.json"
+    for prefix in json.loads(faults.read_text()) if faults.exists() else {}:
+        faulty.fault(prefix, None)
+
+
+def _tree(prefix: Path) -> dict[str, bytes]:
+    """Every file of an environment with its content (symlinks as their target)."""
+    return {
+        str(path.relative_to(prefix)): (
+            os.readlink(path).encode() if path.is_symlink() else path.read_bytes()
+        )
+        for path in sorted(prefix.rglob("*"))
+        if path.is_file() or path.is_symlink()
+    }
+
+
+CUDA_PACKAGE = f"/anaconda/cloud/pytorch/linux-64/pytorch-2.3.1-{CUDA_BUILD}.tar.bz2"
+
+
+def test_a_failed_create_leaves_no_prefix(faulty_host: Host, faulty: FaultyMirror) -> None:
+    """Real conda downloads and extracts every package before it creates the prefix, and a
+    failed download raises ``CondaMultiError`` of ``CondaHTTPError``; no environment is left
+    (conda ``core/package_cache_data.py`` ``ProgressiveFetchExtract.execute`` runs before
+    ``core/link.py`` ``UnlinkLinkTransaction``; conda-cli.md §5: "no env is created"). So a
+    host's rerun runs ``create`` again, not ``install`` into half an env."""
+    host = faulty_host
+    faulty.fault(CUDA_PACKAGE, "403")
+    error = host.json("create", "-n", "half", "-y", f"pytorch=2.3.1={CUDA_BUILD}", rc=1)
+    assert error["exception_name"] == "CondaMultiError"
+    (inner,) = error["errors"]
+    assert inner["exception_name"] == "CondaHTTPError"
+    assert inner["url"] == f"{faulty.url}{CUDA_PACKAGE}"
+    assert not (host.root / "envs" / "half").exists()
+    assert str(host.root / "envs" / "half") not in host.json("env", "list")["envs"]
+    registry = host.home / ".conda" / "environments.txt"
+    assert not registry.exists() or "half" not in registry.read_text()
+    faulty.fault(CUDA_PACKAGE, None)
+    report = host.json("create", "-n", "half", "-y", f"pytorch=2.3.1={CUDA_BUILD}")
+    assert report["success"] is True
+
+
+def test_a_failed_install_leaves_the_env_as_it_was(faulty_host: Host, faulty: FaultyMirror) -> None:
+    """Real conda fetches every package before it unlinks or links anything, and rolls a failed
+    link back (conda ``core/link.py`` ``UnlinkLinkTransaction.execute``/``_reverse``): a failed
+    ``install`` leaves the environment's files, ``conda-meta`` and history as they were. labtorch
+    relies on it when the install from the first mirror fails and a fallback gets its turn."""
+    host = faulty_host
+    host.json("create", "-n", "env", "-y", f"pytorch=2.3.1={CPU_BUILD}")
+    prefix = host.root / "envs" / "env"
+    before, listed = _tree(prefix), host.json("list", "-n", "env")
+    faulty.fault(CUDA_PACKAGE, "403")
+    error = host.json("install", "-n", "env", "-y", f"pytorch=2.3.1={CUDA_BUILD}", rc=1)
+    assert error["exception_name"] == "CondaMultiError"
+    assert host.json("list", "-n", "env") == listed
+    assert _tree(prefix) == before
+    assert not list((host.root / "pkgs").glob(".labtorch-rollback-*"))
+
+
+def test_remove_goes_online_unless_offline(faulty_host: Host, faulty: FaultyMirror) -> None:
+    """Real conda solves a removal with the channels of ``-c`` and the condarc
+    (conda 26.7.1 ``cli/main_remove.py`` ``execute``: ``solver_backend(prefix, (), (),
+    specs_to_remove=...)``; ``core/solve.py`` takes ``context.channels``), and the solve fetches
+    their repodata: a blocked channel fails the removal before anything is unlinked. With
+    ``--offline`` (or ``offline: true``) it makes no request; ``--all`` never solves."""
+    host = faulty_host
+    host.json("create", "-n", "env", "-y", f"pytorch=2.3.1={CPU_BUILD}")
+    listed = host.json("list", "-n", "env")
+    faulty.fault("/anaconda/cloud/pytorch/", "403")
+    start = faulty.mark()
+    error = host.json("remove", "-n", "env", "-y", "pytorch", rc=1)
+    assert error["exception_name"] == "CondaHTTPError"
+    assert error["url"] == f"{faulty.url}/anaconda/cloud/pytorch"
+    requests = faulty.paths_since(start)
+    assert ("/anaconda/cloud/pytorch/linux-64/repodata.json", 403) in requests
+    assert host.json("list", "-n", "env") == listed
+
+    start = faulty.mark()
+    report = host.json("remove", "-n", "env", "-y", "--offline", "pytorch")
+    assert [e["name"] for e in report["actions"]["UNLINK"]] == ["pytorch"]
+    host.json("remove", "-n", "env", "-y", "pytorch-mutex", CONDA_OFFLINE="true")
+    assert faulty.paths_since(start) == []
+    assert host.json("remove", "-n", "env", "--all", "-y")["success"] is True
+    assert faulty.paths_since(start) == []
+
+
+def test_remove_of_a_channel_the_mirror_lacks_fails_as_conda_does(
+    faulty_host: Host, faulty: FaultyMirror
+) -> None:
+    """The removal's solve reads every channel; a channel the mirror does not carry is conda's
+    ``UnavailableInvalidChannel`` (HTTP 404), as for an install."""
+    host = faulty_host
+    host.json("create", "-n", "env", "-y", f"pytorch=2.3.1={CPU_BUILD}")
+    error = host.json("remove", "-n", "env", "-y", "-c", "nvidia", "pytorch", rc=1)
+    assert error["exception_name"] == "UnavailableInvalidChannel"
+    assert error["channel_url"] == f"{faulty.url}/anaconda/cloud/nvidia"
+
+
+@pytest.mark.parametrize(
+    ("name", "read"),
+    [
+        ("condarc", True),
+        (".condarc", True),
+        ("site.yml", True),
+        ("site.yaml", True),
+        ("mirror.conf", False),
+        ("condarc.txt", False),
+        ("site.yaml.bak", False),
+    ],
+)
+def test_condarc_is_read_only_under_the_names_conda_reads(
+    host: Host, tmp_path: Path, name: str, read: bool
+) -> None:
+    """Real conda reads a search-path file, ``$CONDARC`` included, only when it is named
+    ``condarc`` or ``.condarc`` or ends in ``.yml``/``.yaml``, and silently ignores any other
+    (conda 26.7.1 ``common/configuration.py`` ``_expand_search_path``: ``path.name in
+    CONDARC_FILENAMES or path.suffix in YAML_EXTENSIONS``)."""
+    condarc = tmp_path / "etc" / name
+    condarc.parent.mkdir()
+    condarc.write_text("channels: [conda-forge]\n")
+    info = host.json("info", CONDARC=str(condarc))
+    assert (str(condarc) in info["config_files"]) is read
+    first = info["channels"][0]
+    assert first.endswith("/conda-forge/linux-64" if read else "/pytorch/linux-64")
+
+
+def test_condarc_naming_a_directory_reads_its_yaml_files(host: Host, tmp_path: Path) -> None:
+    """``$CONDARC`` may name a directory: conda reads its ``*.yml``/``*.yaml`` files, sorted by
+    name, and nothing else in it (``_expand_search_path``)."""
+    directory = tmp_path / "condarc-dir"
+    directory.mkdir()
+    (directory / "b.yaml").write_text("solver: classic\n")
+    (directory / "a.yml").write_text("channels: [conda-forge]\n")
+    (directory / "c.conf").write_text("channels: [nope]\n")
+    info = host.json("info", CONDARC=str(directory))
+    assert info["config_files"][-2:] == [str(directory / "a.yml"), str(directory / "b.yaml")]
+    assert info["solver"]["name"] == "classic"
+    assert all("nope" not in url for url in info["channels"])
+
+
+def test_conda_format_packages_install_and_round_trip(host: Host) -> None:
+    """Channels hold ``.conda`` packages (format v2) next to ``.tar.bz2`` ones, listed under
+    ``packages.conda`` in repodata; conda records their ``.conda`` URL in ``conda-meta`` and in
+    ``conda list --explicit``, and installs them again from that file (conda-cli.md §2: the
+    torchvision real conda picked was a ``.conda`` file; mirrors.md §2.4: TUNA serves both)."""
+    host.json("create", "-n", "six", "-y", "-c", "conda-forge", "six")
+    record = host.meta("six", "six-1.16.0-pyhd8ed1ab_0")
+    noarch = f"{host.mirror.url}/anaconda/cloud/conda-forge/noarch"
+    assert record["url"] == f"{noarch}/six-1.16.0-pyhd8ed1ab_0.conda"
+    assert (host.root / "envs/six/share/six/pyhd8ed1ab_0").read_bytes() == b"stub\n"
+    listing = host.conda("list", "-n", "six", "--explicit", "--md5").stdout
+    assert listing.splitlines()[-1].startswith(record["url"] + "#")
+    explicit = host.opt / "six.txt"
+    explicit.write_text(listing)
+    host.json("create", "-n", "six-again", "-y", "--file", str(explicit))
+    assert host.json("list", "-n", "six-again") == host.json("list", "-n", "six")

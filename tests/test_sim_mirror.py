@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bz2
 import hashlib
 import http.client
 import io
@@ -17,6 +18,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
+from labtorch.data.compat import cuda_of_variant, load_compat
 from labtorch_sim.mirror import (
     MirrorProcess,
     read_log,
@@ -54,7 +56,10 @@ def hrefs(page: bytes) -> list[str]:
 
 
 def repodata(root: Path, channel: str, subdir: str) -> dict[str, dict]:
-    return json.loads((root / channel / subdir / "repodata.json").read_text())["packages"]
+    """Every record of a subdir: ``.tar.bz2`` under ``packages``, ``.conda`` under
+    ``packages.conda`` (conda-index's layout)."""
+    data = json.loads((root / channel / subdir / "repodata.json").read_text())
+    return {**data["packages"], **data["packages.conda"]}
 
 
 # ---- content ---------------------------------------------------------------------------------
@@ -78,29 +83,37 @@ def test_channels_hold_the_real_names_versions_and_build_strings(root: Path) -> 
         "pytorch-cuda-12.1-ha16c6d3_5.tar.bz2",
         "pytorch-mutex-1.0-cpu.tar.bz2",
         "pytorch-mutex-1.0-cuda.tar.bz2",
-        "torchaudio-2.3.1-py311_cpu.tar.bz2",
-        "torchaudio-2.3.1-py311_cu118.tar.bz2",
-        "torchaudio-2.3.1-py311_cu121.tar.bz2",
-        "torchvision-0.18.1-py311_cpu.tar.bz2",
-        "torchvision-0.18.1-py311_cu118.tar.bz2",
-        "torchvision-0.18.1-py311_cu121.tar.bz2",
+        "torchaudio-2.3.1-py311_cpu.conda",
+        "torchaudio-2.3.1-py311_cu118.conda",
+        "torchaudio-2.3.1-py311_cu121.conda",
+        "torchvision-0.18.1-py311_cpu.conda",
+        "torchvision-0.18.1-py311_cu118.conda",
+        "torchvision-0.18.1-py311_cu121.conda",
     ]
     assert found["anaconda/pkgs/r"] == found["anaconda/pkgs/msys2"] == []
-    forge = [
-        re.sub(r"_h[0-9a-f]{7}_", "_h#######_", name)
+    forge = sorted(
+        re.sub(r"([-_])h[0-9a-f]{7}_", r"\1h#######_", name)
         for name in found["anaconda/cloud/conda-forge"]
-    ]
-    assert forge == [
-        "cuda-version-12.6-h7480c83_3.tar.bz2",
-        "pip-23.2.1-pyh_sim_0.tar.bz2",
-        "python-3.11.2-h_sim_0.tar.bz2",
-        "pytorch-2.7.1-cpu_generic_py311_h#######_0.tar.bz2",
-        "pytorch-2.7.1-cuda126_generic_py311_h#######_200.tar.bz2",
-        "torchaudio-2.7.1-cpu_py311_h#######_0.tar.bz2",
-        "torchaudio-2.7.1-cuda126_py311_h#######_0.tar.bz2",
-        "torchvision-0.22.1-cpu_py311_h#######_0.tar.bz2",
-        "torchvision-0.22.1-cuda126_py311_h#######_0.tar.bz2",
-    ]
+    )
+    # conda-forge's CUDA builds of 2.7.1 are those compat lists for linux-64.
+    release, _ = load_compat().find_release("2.7.1")
+    variants = release.conda_forge.variants["linux-64"]
+    cudas = [variant.replace("cu", "cuda") for variant in variants]
+    assert "cuda126" in cudas
+    assert forge == sorted(
+        [
+            *(f"cuda-version-{cuda_of_variant(v)}-h#######_3.conda" for v in variants),
+            "pip-23.2.1-pyh_sim_0.tar.bz2",
+            "python-3.11.2-h_sim_0.tar.bz2",
+            "pytorch-2.7.1-cpu_generic_py311_h#######_0.tar.bz2",
+            *(f"pytorch-2.7.1-{cuda}_generic_py311_h#######_200.tar.bz2" for cuda in cudas),
+            *(
+                f"{name}-{kind}_py311_h#######_0.conda"
+                for name in ("torchaudio-2.7.1", "torchvision-0.22.1")
+                for kind in ("cpu", *cudas)
+            ),
+        ]
+    )
 
 
 def test_conda_records_carry_the_dependencies_that_pick_a_variant(root: Path) -> None:
@@ -113,7 +126,7 @@ def test_conda_records_carry_the_dependencies_that_pick_a_variant(root: Path) ->
         "pytorch-mutex 1.0 cuda",
         "pytorch-cuda >=12.1,<12.2",
     ]
-    assert "pytorch 2.3.1" in pytorch["torchvision-0.18.1-py311_cu121.tar.bz2"]["depends"]
+    assert "pytorch 2.3.1" in pytorch["torchvision-0.18.1-py311_cu121.conda"]["depends"]
     mutex = noarch["pytorch-mutex-1.0-cpu.tar.bz2"]
     assert (mutex["track_features"], mutex["build_number"]) == ("pytorch-cpu", 100)
     assert noarch["cpuonly-2.0-0.tar.bz2"]["depends"] == ["pytorch-mutex 1.0 cpu"]
@@ -164,6 +177,49 @@ def test_conda_packages_are_served_with_the_hash_repodata_gives(mirror, root: Pa
     assert status == 200
     assert headers["Content-Type"] == "application/x-bzip2"
     assert hashlib.sha256(body).hexdigest() == record["sha256"]
+
+
+def test_conda_format_packages_are_served_for_part_of_the_set(mirror, root: Path) -> None:
+    """TUNA serves ``.conda`` and ``.tar.bz2`` files, each listed in repodata (``.conda`` under
+    ``packages.conda``; mirrors.md §2.4); the lab's channels hold both."""
+    process, _ = mirror
+    data = json.loads((root / "anaconda/cloud/pytorch/linux-64/repodata.json").read_text())
+    assert data["packages"] and data["packages.conda"]
+    name, record = next(iter(data["packages.conda"].items()))
+    assert name.endswith(".conda")
+    status, headers, body = fetch(f"{process.url}/anaconda/cloud/pytorch/linux-64/{name}")
+    assert (status, headers["Content-Type"]) == (200, "application/octet-stream")
+    assert (hashlib.sha256(body).hexdigest(), len(body)) == (record["sha256"], record["size"])
+    with zipfile.ZipFile(io.BytesIO(body)) as package:
+        stem = name.removesuffix(".conda")
+        assert package.namelist() == [
+            "metadata.json",
+            f"pkg-{stem}.tar.zst",
+            f"info-{stem}.tar.zst",
+        ]
+        assert json.loads(package.read("metadata.json")) == {"conda_pkg_format_version": 2}
+
+
+@pytest.mark.parametrize("channel", CHANNELS)
+def test_the_index_files_real_conda_asks_for_are_answered_as_tuna_does(
+    mirror, channel: str
+) -> None:
+    """Real conda asks, per subdir, for ``current_repodata.json`` first (classic solver) and
+    ``repodata.json.zst`` before ``repodata.json`` (conda-cli.md §6 pitfall 4), and takes a 404
+    as "not there" and falls back. TUNA's sync copies ``repodata.json`` and
+    ``repodata.json.bz2`` always, ``.zst`` and ``current_repodata.json`` only where upstream has
+    them (tuna/tunasync-scripts ``anaconda.py`` ``sync_repo``); these channels have neither."""
+    process, _ = mirror
+    for subdir in SUBDIRS:
+        base = f"{process.url}/{channel}/{subdir}"
+        status, _, plain = fetch(f"{base}/repodata.json")
+        assert status == 200
+        status, headers, packed = fetch(f"{base}/repodata.json.bz2")
+        assert (status, headers["Content-Type"]) == (200, "application/x-bzip2")
+        assert bz2.decompress(packed) == plain
+        for missing in ("current_repodata.json", "repodata.json.zst"):
+            assert fetch(f"{base}/{missing}")[0] == 404, missing
+            assert fetch(f"{base}/{missing}", method="HEAD")[0] == 404, missing
 
 
 def test_the_pep_503_index_links_each_project_and_its_files_by_relative_path(mirror) -> None:

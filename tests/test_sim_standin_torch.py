@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labtorch.data.compat import ArchList
+from labtorch.data.compat import ArchList, load_compat
 from labtorch_sim.mirror import start_mirror, stop_mirror
 from labtorch_sim.mirror_content import build_mirror_content, torch_build
 from labtorch_sim.standin_torch import PACKAGES, TorchBuild, payload
@@ -306,6 +306,10 @@ os._exit(0)
 """
 
 
+FORGE_2_7_1 = load_compat().find_release("2.7.1")[0].conda_forge
+NEWEST_FORGE_CUDA = FORGE_2_7_1.variants["linux-64"][-1].replace("cu", "cuda")
+
+
 @pytest.fixture(scope="module")
 def mirror_url(tmp_path_factory: pytest.TempPathFactory):
     """A mirror of the built content (built once per session: the stamp makes rebuilds no-ops)."""
@@ -347,7 +351,10 @@ def conda(
             "py3.11_cuda11.8_cudnn8.7.0_0",
         ),
         (["cloud/conda-forge"], ["pytorch"], None, "cpu_generic_py311_"),
-        (["cloud/conda-forge"], ["pytorch"], "12.8", "cuda126_generic_py311_"),
+        # Unpinned, the newest CUDA build conda-forge has wins (its cuda-version constrains
+        # __cuda to the major version only); the deploy pins the build string instead.
+        (["cloud/conda-forge"], ["pytorch"], "12.8", f"{NEWEST_FORGE_CUDA}_generic_py311_"),
+        (["cloud/conda-forge"], ["pytorch=*=cuda126*"], "12.8", "cuda126_generic_py311_"),
     ],
 )
 def test_conda_solves_pick_the_variant_as_the_real_channels_do(

@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     removal.add_argument("--all", action="store_true")
     removal.add_argument("-c", "--channel", action="append", default=[])
     removal.add_argument("--override-channels", action="store_true")
-    removal.add_argument("--offline", action="store_true", help="accepted; a removal is offline")
+    removal.add_argument(
+        "--offline", action="store_true", help="remove without fetching the channels' repodata"
+    )
     removal.set_defaults(func=remove.run)
 
     lister = sub.add_parser("list", parents=[common, target])

@@ -21,7 +21,7 @@ from labtorch_sim.conda.errors import ConfigurationLoadError, InvalidTypeError
 LIST_KEYS = frozenset({"channels", "default_channels", "envs_dirs", "pkgs_dirs"})
 MAP_KEYS = frozenset({"custom_channels", "override_virtual_packages"})
 STRING_KEYS = frozenset({"channel_alias", "solver", "channel_priority"})
-BOOL_KEYS = frozenset({"add_pip_as_python_dependency"})
+BOOL_KEYS = frozenset({"add_pip_as_python_dependency", "offline"})
 KNOWN_KEYS = LIST_KEYS | MAP_KEYS | STRING_KEYS | BOOL_KEYS
 
 # conda's environment variable names for keys whose name differs from CONDA_<KEY>.
@@ -40,8 +40,17 @@ class Source:
     final: frozenset[str] = field(default_factory=frozenset)
 
 
+# conda reads a file of the search path only under these names or extensions, and a directory's
+# files only with these extensions (conda 26.7.1 ``common/configuration.py``,
+# ``CONDARC_FILENAMES``, ``YAML_EXTENSIONS``, ``Configuration._expand_search_path``); any other
+# file, ``$CONDARC`` included, is silently ignored.
+CONDARC_FILENAMES = (".condarc", "condarc")
+YAML_EXTENSIONS = (".yml", ".yaml")
+
+
 def search_path(root_prefix: Path, environ: Mapping[str, str]) -> list[Path]:
-    """Candidate condarc locations in conda's order (``SEARCH_PATH``), ``condarc.d`` expanded."""
+    """conda's ``SEARCH_PATH`` (``base/constants.py``), expanded against ``environ``; entries
+    may be files or ``condarc.d`` directories, and need not exist."""
     home = Path(environ.get("HOME") or Path.home())
     groups: list[Path] = [Path("/etc/conda"), Path("/var/lib/conda"), root_prefix]
     if environ.get("XDG_CONFIG_HOME"):
@@ -51,24 +60,36 @@ def search_path(root_prefix: Path, environ: Mapping[str, str]) -> list[Path]:
     if environ.get("CONDA_PREFIX"):
         paths += _group(Path(environ["CONDA_PREFIX"]))
     if environ.get("CONDARC"):
-        paths.append(Path(environ["CONDARC"]))
+        paths.append(Path(environ["CONDARC"]).expanduser())
     return paths
 
 
 def _group(directory: Path) -> list[Path]:
-    """``.condarc``, ``condarc`` and the YAML files of ``condarc.d`` in one directory."""
-    drop_in = directory / "condarc.d"
-    extra = sorted(p for p in drop_in.glob("*") if p.suffix in (".yml", ".yaml"))
-    return [directory / ".condarc", directory / "condarc", *extra]
+    """``.condarc``, ``condarc`` and ``condarc.d`` of one directory."""
+    return [directory / ".condarc", directory / "condarc", directory / "condarc.d"]
+
+
+def condarc_files(root_prefix: Path, environ: Mapping[str, str]) -> list[Path]:
+    """The files conda reads, in order: search-path files under a condarc name or with a YAML
+    extension, and the YAML files of search-path directories (sorted by name)."""
+    files: list[Path] = []
+    for path in search_path(root_prefix, environ):
+        if path.is_file():
+            if path.name in CONDARC_FILENAMES or path.suffix in YAML_EXTENSIONS:
+                files.append(path)
+        elif path.is_dir():
+            entries = sorted(path.iterdir(), key=lambda entry: entry.name)
+            files += [e for e in entries if e.is_file() and e.suffix in YAML_EXTENSIONS]
+    return files
 
 
 def load_sources(root_prefix: Path, environ: Mapping[str, str]) -> list[Source]:
-    """Every existing condarc in search order, then the ``CONDA_*`` variables."""
+    """Every condarc conda reads, in search order, then the ``CONDA_*`` variables."""
     seen: set[Path] = set()
     sources = []
-    for path in search_path(root_prefix, environ):
+    for path in condarc_files(root_prefix, environ):
         resolved = path.resolve()
-        if resolved in seen or not path.is_file():
+        if resolved in seen:
             continue
         seen.add(resolved)
         sources.append(read_condarc(path))

@@ -58,6 +58,11 @@ class Context:
         return bool(self.settings.get("add_pip_as_python_dependency", True))
 
     @property
+    def offline(self) -> bool:
+        """conda's ``offline`` setting (condarc, ``CONDA_OFFLINE``; ``--offline`` adds to it)."""
+        return bool(self.settings.get("offline", False))
+
+    @property
     def override_virtual_packages(self) -> dict[str, str]:
         overrides = self.settings.get("override_virtual_packages", {})
         return {str(k): "" if v is None else str(v) for k, v in overrides.items()}

@@ -85,6 +85,16 @@ class Solver:
                 raise PackagesNotFoundInChannelsError(missing, self.channel_urls) from error
             raise UnsatisfiableError(str(error)) from error
 
+    async def fetch_index(self, names: Sequence[str]) -> None:
+        """Download the channels' repodata as a solve does (a removal solves too), raising
+        conda's error for a channel that cannot be read."""
+        if not self.channels:
+            return
+        try:
+            await self.gateway.query(self._sources, list(SUBDIRS), list(names), recursive=False)
+        except GatewayError as error:
+            raise self._fetch_error(str(error)) from error
+
     def _fetch_error(self, text: str) -> CondaError:
         """conda's error for a failed repodata download, naming the channel it failed for."""
         failed = [c for c in self.channels if f"{c.base_url}/" in text]

@@ -19,6 +19,7 @@ _PASSIVE_DEFAULTS: dict[str, Any] = {
     "channel_priority": "flexible",
     "notify_outdated_conda": True,
     "number_channel_notices": 5,
+    "offline": False,
     "repodata_fns": ["current_repodata.json", "repodata.json"],
     "show_channel_urls": None,
     "ssl_verify": True,

@@ -68,7 +68,7 @@ def info(context: Context) -> dict[str, Any]:
         "envs_dirs": [str(p) for p in context.envs_dirs],
         "netrc_file": None,
         "notices_cache_dir": str(context.home / ".cache" / "conda" / "notices"),
-        "offline": False,
+        "offline": context.offline,
         "pkgs_dirs": [str(p) for p in context.pkgs_dirs],
         "platform": PLATFORM,
         "python_version": _python_version(),

@@ -1,4 +1,11 @@
-"""``conda remove``: packages (and what depends on them), or a whole environment."""
+"""``conda remove``: packages (and what depends on them), or a whole environment.
+
+Removing packages goes online as real conda does: conda 26.7.1 ``cli/main_remove.py`` solves the
+removal with the channels of ``-c`` and the condarc (``context.channels``), and the solve fetches
+their repodata (``core/solve.py`` ``_prepare``), so a blocked or unreachable channel fails the
+removal before anything is unlinked. ``--offline`` (conda's ``offline`` setting) removes without
+a request. ``--all`` removes the prefix without a solve, so it never goes online.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +17,13 @@ from pathlib import Path
 import rattler
 
 from labtorch_sim.conda import output, prefixes
+from labtorch_sim.conda.commands.install import channels
 from labtorch_sim.conda.context import Context
 from labtorch_sim.conda.errors import ArgumentError, CondaEnvironmentError, PackagesNotFoundError
 from labtorch_sim.conda.records import from_rattler, list_entry
+from labtorch_sim.conda.solver import Solver
 from labtorch_sim.conda.transaction import Transaction
+from labtorch_sim.conda.virtual import virtual_packages
 
 
 def run(context: Context, args: argparse.Namespace) -> int:
@@ -59,6 +69,16 @@ def _dependents(installed: list[rattler.PrefixRecord], names: set[str]) -> set[s
         doomed |= more
 
 
+def _solver(context: Context, args: argparse.Namespace) -> Solver:
+    """The solver a removal uses: the channels of ``-c`` and the condarc, as for an install."""
+    return Solver(
+        channels(context, args),
+        virtual_packages(context.environ, context.override_virtual_packages),
+        context.package_cache,
+        context.add_pip_as_python_dependency,
+    )
+
+
 def _remove_packages(
     context: Context, args: argparse.Namespace, prefix: Path, installed: list[rattler.PrefixRecord]
 ) -> dict:
@@ -66,6 +86,8 @@ def _remove_packages(
     missing = [name for name in args.packages if name not in present]
     if missing:
         raise PackagesNotFoundError(missing)
+    if not (args.offline or context.offline):
+        asyncio.run(_solver(context, args).fetch_index(sorted(present)))
     doomed = _dependents(installed, set(args.packages))
     target = [r for r in installed if r.name.normalized not in doomed]
     transaction = Transaction(prefix, target, installed)
