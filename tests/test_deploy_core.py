@@ -31,7 +31,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"
         ({"torch_release": "latest"}, "torch_release", "must look like 2.3.1 or 2.3"),
         ({"torch_installer": "poetry"}, "torch_installer", "must be one of conda, pip"),
         ({"torch_variant": "cuda12"}, "torch_variant", "must look like auto, cpu or cu121"),
-        ({"torch_python": 3.11}, "torch_python", "must look like 3.11"),
+        ({"torch_python": 3.11}, "torch_python", 'quote it, as torch_python = "3.10"'),
         ({"torch_toolkit": "yes"}, "torch_toolkit", "must be True or False"),
         ({"torch_env": "my env"}, "torch_env", "letters, digits"),
         ({"torch_condarc_scope": "site"}, "torch_condarc_scope", "or an absolute path"),

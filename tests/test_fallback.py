@@ -166,3 +166,61 @@ def test_the_probe_accepts_the_plans_mirror_and_its_fallbacks_only(served_by, pa
             f"torch came from {served_by}/linux-64/pytorch-2.7.1.conda, not from the mirror "
             "(mirrors.bfsu.edu.cn, mirrors.tuna.tsinghua.edu.cn)"
         ]
+
+
+SITE = "http://127.0.0.1:8701"
+SITE_WHEELS = f"{SITE}/pytorch-wheels/{{variant}}/"
+
+
+def site_settings(**changes) -> Settings:
+    return Settings(
+        **{
+            "installer": "pip",
+            "release": "2.9.1",
+            "mirror_url": SITE,
+            "wheel_mirror_url": SITE_WHEELS,
+            "fallback_mirrors": (f"{SITE}/fallback", "bfsu"),
+            **changes,
+        }
+    )
+
+
+def pip_attempts(settings: Settings) -> list[PipSource]:
+    """Every pip install attempt a GTX 1080 Ti host (cu126 wheels) makes, in order."""
+    catalog = catalog_for(settings)
+    request = request_for(settings)
+    facts, _, _ = HOSTS["GTX 1080 Ti on 580, pip 2.9.1"]
+    first = plan_for_host(facts, request, load_compat(), catalog)
+    candidates = {
+        name: plan_for_host(facts, fallback, load_compat(), catalog)
+        for name, fallback in fallback_requests(settings, request, catalog).items()
+    }
+    fallbacks, skipped = usable_fallbacks(first, candidates)
+    assert skipped == []
+    return [PipSource.of(first), *(PipSource.of(fallback) for fallback in fallbacks)]
+
+
+def test_a_fallback_url_laid_out_like_the_site_uses_its_own_wheel_page():
+    """A 404 on the site's wheel pages must not fail the fallback too (issue 11)."""
+    assert [(s.index_url, s.wheel_index[1]) for s in pip_attempts(site_settings())] == [
+        (f"{SITE}/pypi/web/simple", f"{SITE}/pytorch-wheels/cu126/"),
+        (f"{SITE}/fallback/pypi/web/simple", f"{SITE}/fallback/pytorch-wheels/cu126/"),
+        # The fallback's page is inferred: its PyPI once more with the site's wheel page.
+        (f"{SITE}/fallback/pypi/web/simple", f"{SITE}/pytorch-wheels/cu126/"),
+        # bfsu has no wheel page of its own: the site's.
+        ("https://mirrors.bfsu.edu.cn/pypi/web/simple", f"{SITE}/pytorch-wheels/cu126/"),
+    ]
+
+
+def test_a_site_wheel_page_elsewhere_gives_a_fallback_url_no_page_of_its_own():
+    settings = site_settings(wheel_mirror_url="http://wheels.example/whl/{variant}/")
+    assert [s.wheel_index[1] for s in pip_attempts(settings)] == [
+        "http://wheels.example/whl/cu126/"
+    ] * 3
+
+
+def test_the_conda_route_tries_each_fallback_once():
+    settings = site_settings(installer="conda", release="2.7.1")
+    requests = fallback_requests(settings, request_for(settings), catalog_for(settings))
+    assert list(requests) == [f"{SITE}/fallback", "bfsu"]
+    assert requests[f"{SITE}/fallback"].wheel_mirror == f"{SITE}/fallback"

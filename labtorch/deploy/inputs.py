@@ -46,8 +46,22 @@ def host_facts(host_state: HostState, settings: Settings) -> HostFacts:
     )
 
 
+def fallback_wheels_url(settings: Settings, fallback_url: str) -> str | None:
+    """The wheel page of a fallback given by its base URL: a fallback URL is a mirror laid out
+    like the site's own, so when the site's wheel page (``wheel_mirror_url``) lives under the site
+    mirror (``mirror_url``), the fallback's is the same path under the fallback's base. None when
+    the site's wheel page is elsewhere: the fallback then has no wheel page of its own."""
+    if not (settings.mirror_url and settings.wheel_mirror_url):
+        return None
+    site = settings.mirror_url.rstrip("/") + "/"
+    if not settings.wheel_mirror_url.startswith(site):
+        return None
+    return fallback_url.rstrip("/") + "/" + settings.wheel_mirror_url[len(site) :]
+
+
 def catalog_for(settings: Settings) -> MirrorCatalog:
-    """The packaged mirror catalog, plus the site's own mirror when ``mirror_url`` is set."""
+    """The packaged mirror catalog, plus the site's own mirror when ``mirror_url`` is set, and
+    each fallback given by its URL (named by that URL)."""
     catalog = load_catalog()
     if settings.mirror_url:
         catalog = catalog.with_mirror(
@@ -56,7 +70,9 @@ def catalog_for(settings: Settings) -> MirrorCatalog:
     elif settings.wheel_mirror_url:
         catalog = catalog.with_mirror(wheels_only_mirror(SITE_WHEELS, settings.wheel_mirror_url))
     for url in (entry for entry in settings.fallback_mirrors if "://" in entry):
-        catalog = catalog.with_mirror(tuna_layout_mirror(url, url))
+        catalog = catalog.with_mirror(
+            tuna_layout_mirror(url, url, fallback_wheels_url(settings, url))
+        )
     return catalog
 
 
@@ -82,16 +98,26 @@ def request_for(settings: Settings) -> Request:
 def fallback_requests(
     settings: Settings, request: Request, catalog: MirrorCatalog
 ) -> dict[str, Request]:
-    """The request once per fallback mirror (a catalog name, or a URL named by itself); a
-    fallback that mirrors the PyTorch wheel indexes too serves the wheels as well."""
-    return {
-        name: replace(
-            request,
-            mirror=name,
-            wheel_mirror=name if catalog[name].pytorch_wheels else request.wheel_mirror,
-        )
-        for name in settings.fallback_mirrors
-    }
+    """The request once per fallback mirror (a catalog name, or a URL named by itself), in order.
+
+    A fallback that has a wheel page of its own (a mirror of the PyTorch wheel indexes, such as
+    ``nju``, or a fallback URL laid out like the site mirror: ``fallback_wheels_url``) serves the
+    wheels too, so that a primary whose wheel pages fail does not fail the fallback; the others
+    use the primary's wheel page. A fallback URL's wheel page is inferred, not declared: on the
+    pip route that fallback is tried once more with the primary's wheel page, right after, so
+    that a fallback without the wheels does no worse than when it had no page of its own.
+    """
+    requests = {}
+    for name in settings.fallback_mirrors:
+        if not catalog[name].pytorch_wheels or name == request.wheel_mirror:
+            requests[name] = replace(request, mirror=name)
+            continue
+        requests[name] = replace(request, mirror=name, wheel_mirror=name)
+        if "://" in name and settings.installer == "pip":
+            requests[f"{name} with the wheels of {request.wheel_mirror}"] = replace(
+                request, mirror=name
+            )
+    return requests
 
 
 def reusable_probe(host_state: HostState) -> dict | None:
@@ -110,13 +136,20 @@ def expectation_for(
     plan: Plan, fallbacks: list[Plan], smi: SmiReport | SmiFailure | None
 ) -> Expectation:
     """What the probe must find: the plan's build, on every GPU nvidia-smi listed, from the
-    plan's mirror or one of its fallbacks (an env a fallback served passes on every rerun)."""
+    plan's mirror or one of its fallbacks (an env a fallback served passes on every rerun).
+
+    torch must see as many CUDA devices as nvidia-smi lists GPUs, unless a GPU is in MIG mode:
+    then CUDA enumerates one MIG compute instance and no other GPU, so torch must see at least
+    one device (``labtorch.rules.verdict._count_problems`` says why)."""
+    gpus = smi.gpus if isinstance(smi, SmiReport) else ()
     return Expectation(
         torch=plan.torch.version,
         variant=plan.variant,
         cuda=plan.cuda,
-        gpus=len(smi.gpus) if isinstance(smi, SmiReport) else 0,
+        gpus=len(gpus),
         mirrors=mirror_urls([plan]),
         plan_note="; ".join(plan.warnings) or plan.reasons[-1],
         fallbacks=mirror_urls(fallbacks),
+        count_devices=True,
+        mig_gpus=tuple(gpu.index for gpu in gpus if gpu.mig_enabled),
     )

@@ -24,7 +24,14 @@ from labtorch.deploy.inputs import (
     reusable_probe,
 )
 from labtorch.deploy.run_state import RUN, HostRun
-from labtorch.deploy.settings import PREFIX, Settings, SettingsError, check_keys, settings_from
+from labtorch.deploy.settings import (
+    PREFIX,
+    Settings,
+    SettingsError,
+    check_keys,
+    keys_set_by,
+    settings_from,
+)
 from labtorch.facts.host_state import HostState
 from labtorch.facts.pyinfra_facts import LabHost
 from labtorch.operations import checks, conda, pip
@@ -38,9 +45,11 @@ _checked: set[int] = set()
 
 
 def _where_group_sets(group: str, key: str) -> str:
-    """The group_data file that sets ``key`` for ``group``, else the inventory's group."""
+    """The group_data file that sets ``key`` for ``group`` (pyinfra lets it override the
+    inventory's group data), else the inventory's group. "Sets" is what the file binds, as pyinfra
+    reads it: a key named only in a comment or a string is not set there."""
     path = Path("group_data") / f"{group}.py"
-    if path.is_file() and key in path.read_text(encoding="utf-8"):
+    if path.is_file() and key in keys_set_by(path):
         return str(path)
     return f"group {group} of the inventory"
 
