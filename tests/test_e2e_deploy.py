@@ -158,6 +158,73 @@ def test_cpu_drift_repair_brought_back_the_cuda_build(lab_dir):
     assert must(ssh(lab_dir, "lab04", f"{python} -c '{probe}'")).strip() == "12.6 True"
 
 
+def conda_meta_url(lab_dir: Path, host: str, package: str) -> str:
+    meta = must(ssh(lab_dir, host, f"cat /opt/conda/envs/torch/conda-meta/{package}-*.json"))
+    return json.loads(meta)["url"]
+
+
+def test_torch_from_elsewhere_is_reinstalled_from_the_mirror_on_that_host_alone(lab_dir):
+    """An env whose torch came from an upstream channel (its conda-meta says so) is reinstalled
+    from the mirror, and the probe passes; nothing else changes."""
+    upstream = "https://conda.anaconda.org/conda-forge/linux-64/"
+    record = "/opt/conda/envs/torch/conda-meta/pytorch-2.7.1-*.json"
+    rewrite = (
+        f"import glob, json; p = glob.glob('{record}')[0]; r = json.load(open(p)); "
+        f"r['url'] = '{upstream}' + r['fn']; r['channel'] = '{upstream.rsplit('/', 2)[0]}'; "
+        "json.dump(r, open(p, 'w'))"
+    )
+    must(ssh(lab_dir, "lab05", f'python3 -c "{rewrite}"'))
+    assert conda_meta_url(lab_dir, "lab05", "pytorch").startswith(upstream)
+    _, results, _ = deploy(lab_dir)
+    assert changed_hosts(results) == {"lab05"}
+    assert sorted(results["failed_hosts"]) == FAILED
+    assert conda_meta_url(lab_dir, "lab05", "pytorch").startswith(mirror_url(lab_dir) + "/")
+    _, again, _ = deploy(lab_dir)
+    assert changed_hosts(again) == set()
+
+
+def test_a_directory_that_is_not_an_env_is_moved_aside_and_the_env_created(lab_dir):
+    """An interrupted create (or a user) left a directory without conda-meta at the env's path:
+    conda would answer `install` with "Not a conda environment" forever. It is moved aside,
+    with everything in it, and the env created."""
+    must(ssh(lab_dir, "lab05", "/opt/conda/bin/conda remove -n torch --all -y -q && "
+                               "mkdir -p /opt/conda/envs/torch/work && "
+                               "echo keep > /opt/conda/envs/torch/work/notes.txt"))  # fmt: skip
+    _, results, _ = deploy(lab_dir)
+    assert changed_hosts(results) == {"lab05"}
+    assert sorted(results["failed_hosts"]) == FAILED
+    kept = "/opt/conda/envs/torch.labtorch-aside/work/notes.txt"
+    assert must(ssh(lab_dir, "lab05", f"cat {kept}")) == "keep\n"
+    assert conda_meta_url(lab_dir, "lab05", "pytorch").startswith(mirror_url(lab_dir) + "/")
+    _, again, _ = deploy(lab_dir)
+    assert changed_hosts(again) == set()
+
+
+PIP_GPU = ("--limit", "lab01", "--data", "torch_installer=pip", "--data", "torch_release=2.9.1")
+VENV_PYTHON = "/opt/labtorch/venvs/torch/bin/python"
+
+
+def test_pip_gpu_host_label_swap_converges(lab_dir):
+    """The PyPI default build (cu128 for 2.9.1) is pinned without a label, which an installed
+    2.9.1+cpu satisfies under PEP 440: the repair must take the CPU build out, or pip keeps it
+    and the host never converges."""
+    status, results, _ = deploy(lab_dir, *PIP_GPU)
+    assert status == 0, results
+    version = "import torch; print(torch.__version__, torch.version.cuda)"
+    assert must(ssh(lab_dir, "lab01", f"{VENV_PYTHON} -c '{version}'")).strip() == "2.9.1 12.8"
+    wheels = mirror_url(lab_dir) + "/pytorch-wheels/cpu/"
+    must(ssh(lab_dir, "lab01", f"{VENV_PYTHON} -m pip install -q --no-deps --force-reinstall "
+                               f"--no-index --find-links {wheels} torch==2.9.1+cpu"))  # fmt: skip
+    assert "2.9.1+cpu" in must(ssh(lab_dir, "lab01", f"{VENV_PYTHON} -c '{version}'"))
+    status, results, _ = deploy(lab_dir, *PIP_GPU)
+    assert status == 0
+    assert changed_hosts(results) == {"lab01"}
+    assert must(ssh(lab_dir, "lab01", f"{VENV_PYTHON} -c '{version}'")).strip() == "2.9.1 12.8"
+    status, again, _ = deploy(lab_dir, *PIP_GPU)
+    assert status == 0
+    assert changed_hosts(again) == set()
+
+
 def test_a_blocked_mirror_falls_back_to_the_next_with_the_same_pins(lab_dir):
     state = lab.mirror_state_dir(lab_dir)
     must(ssh(lab_dir, "lab01", "/opt/conda/bin/conda remove -n torch --all -y -q"))

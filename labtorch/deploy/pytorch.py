@@ -40,6 +40,7 @@ from labtorch.rules.envdiff import OK, env_diff
 from labtorch.rules.fallback import PipSource, usable_fallbacks
 from labtorch.rules.model import PackagePin, Plan, Request, RequestError
 from labtorch.rules.plan import plan_for_host
+from labtorch.rules.provenance import accepted_origins
 
 _checked: set[int] = set()
 
@@ -117,6 +118,7 @@ def _conda_steps(
     pins: list[PackagePin],
     mirror: Mirror,
     catalog: MirrorCatalog,
+    accepted: list[str],
 ) -> None:
     conda.condarc(
         name="Point conda at the mirror",
@@ -135,6 +137,8 @@ def _conda_steps(
         cuda=plan.cuda,
         installed=host_state.env_packages,
         fallback_channels=[list(fallback.channel_urls) for fallback in fallbacks],
+        accepted=accepted,
+        foreign=host_state.env_is_foreign("conda"),
     )
 
 
@@ -186,8 +190,9 @@ def install_pytorch() -> None:
         return
     pins = [*plan.packages, *plan.toolkit]
     fallbacks = _fallbacks(host_state, settings, request, catalog, plan)
+    accepted = accepted_origins(plan, fallbacks, catalog)
     if settings.installer == "conda":
-        _conda_steps(host_state, plan, fallbacks, pins, mirror, catalog)
+        _conda_steps(host_state, plan, fallbacks, pins, mirror, catalog, accepted)
     else:
         pip.venv(
             name="Install torch into the venv",
@@ -198,6 +203,7 @@ def install_pytorch() -> None:
             wheel_index=list(plan.wheel_index) if plan.wheel_index else None,
             installed=host_state.env_packages,
             fallbacks=[PipSource.of(fallback) for fallback in fallbacks],
+            foreign=host_state.env_is_foreign("pip"),
         )
     pip.pip_index(
         name="Point pip at the mirror",
@@ -206,7 +212,15 @@ def install_pytorch() -> None:
         current=host_state.pip_conf,
         has_backup=host_state.pip_conf_backup,
     )
-    unchanged = env_diff(pins, host_state.env_packages).action == OK
+    unchanged = (
+        env_diff(
+            pins,
+            host_state.env_packages,
+            accepted,
+            foreign=host_state.env_is_foreign(settings.installer),
+        ).action
+        == OK
+    )
     checks.verify(
         name="Prove torch works",
         python=f"{host_state.env_path}/bin/python",

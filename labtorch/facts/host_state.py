@@ -62,6 +62,7 @@ class HostState:
     condarc_backup: bool
     env_path: str
     env_prefix: str | None
+    env_kinds: tuple[str, ...]
     env_packages: dict[str, InstalledPackage] | None
     env_listing: tuple[str, ...]
     probe_cache: dict | None
@@ -96,6 +97,12 @@ class HostState:
             for gpu in (report.gpus if report else ())
         ]
         return {"platform": self.platform, "driver": driver, "gpus": gpus}
+
+    def env_is_foreign(self, installer: str) -> bool:
+        """Whether a directory is at the env's path that is not an env of ``installer``'s kind
+        (a conda env has conda-meta, a venv pyvenv.cfg)."""
+        kind = "conda" if installer == "conda" else "venv"
+        return self.env_prefix is not None and kind not in self.env_kinds
 
     @property
     def conda_root(self) -> str | None:
@@ -161,8 +168,10 @@ def host_state_script(
             f'echo {MARK} condarc; [ -n "$rc" ] && cat "$rc" 2>/dev/null && echo',
             f'prefix={prefix}; echo {MARK} env-path; echo "$prefix"',
             f'echo {MARK} env; [ -d "$prefix" ] && echo "$prefix"',
+            f'echo {MARK} env-kind; [ -d "$prefix/conda-meta" ] && echo conda;'
+            ' [ -f "$prefix/pyvenv.cfg" ] && echo venv',
             f'echo {MARK} conda-meta; [ -d "$prefix/conda-meta" ] &&'
-            ' grep -H -m1 \'"url":\' "$prefix"/conda-meta/*.json 2>/dev/null',
+            ' grep -H -o -m1 \'"url": *"[^"]*"\' "$prefix"/conda-meta/*.json 2>/dev/null',
             f'echo {MARK} dist-info; ls -d "$prefix"/lib/python3*/site-packages/*.dist-info'
             " 2>/dev/null",
             f'echo {MARK} conda-meta-files; ls "$prefix"/conda-meta/*.json 2>/dev/null',
@@ -225,7 +234,8 @@ _DIST_INFO = re.compile(r"/(?P<name>[^/]+?)-(?P<version>[^-/]+)\.dist-info$")
 
 
 def parse_conda_meta(lines: list[str]) -> dict[str, InstalledPackage]:
-    """``grep -H '"url":' conda-meta/*.json`` lines -> packages by name."""
+    """``grep -H -o '"url": "..."' conda-meta/*.json`` lines -> packages by name (the match
+    alone: a record written on one line reads the same as conda's indented one)."""
     packages = {}
     for line in lines:
         match = _CONDA_META.match(line.strip())
@@ -315,6 +325,7 @@ def parse_host_state(lines: list[str]) -> HostState:
         condarc_backup=_first(sections.get("condarc-backup")) == "yes",
         env_path=_first(sections.get("env-path")) or "",
         env_prefix=prefix,
+        env_kinds=tuple(line.strip() for line in sections.get("env-kind", []) if line.strip()),
         env_packages=packages,
         env_listing=tuple(
             sorted(

@@ -7,10 +7,10 @@ from pyinfra.api import operation
 
 from labtorch.facts.host_state import InstalledPackage
 from labtorch.operations.util.condarc import CondaMirrorConfig, condarc_change
-from labtorch.operations.util.files import update_owned_file
+from labtorch.operations.util.files import move_aside, update_owned_file
 from labtorch.operations.util.shell import first_that_succeeds, shell_command
 from labtorch.rules.commands import Arg, conda_install, conda_remove_offline
-from labtorch.rules.envdiff import CREATE, OK, env_diff
+from labtorch.rules.envdiff import CREATE, OK, REPLACE, env_diff
 from labtorch.rules.model import PackagePin
 
 
@@ -50,6 +50,8 @@ def env(
     cuda: str | None,
     installed: dict[str, InstalledPackage] | None,
     fallback_channels: list[list[str]] | None = None,
+    accepted: list[str] | None = None,
+    foreign: bool = False,
 ):
     """
     Create or repair the conda env at ``prefix`` so that it holds exactly the plan's pins.
@@ -57,7 +59,9 @@ def env(
     Installs with ``--override-channels`` and only the plan's channels (resolved to the mirror
     by the condarc labtorch owns), so nothing is fetched upstream; when that install fails, the
     same pins from each fallback mirror's channel URLs in turn. A matching env is left alone;
-    other envs are never touched.
+    a pinned package that came from anywhere but an accepted mirror is reinstalled from the
+    mirror; a directory at ``prefix`` that is not an env is moved aside, never deleted; other
+    envs are never touched.
 
     + conda: the conda executable
     + prefix: the env's directory (by path, not by name: a user's ``envs_dirs`` must not move it)
@@ -67,15 +71,19 @@ def env(
     + cuda: the build's CUDA version (None for a CPU build)
     + installed: the env's packages as the LabHost fact read them (None: no env)
     + fallback_channels: per fallback mirror, the plan's channels as URLs on it
+    + accepted: URL prefixes the env's packages may come from (None: not checked)
+    + foreign: a directory that is not a conda env is at ``prefix``
     """
-    verdict = env_diff(pins, installed)
+    verdict = env_diff(pins, installed, accepted, foreign=foreign)
     if verdict.action == OK:
         host.noop(f"conda env {prefix} already holds {', '.join(p.spec for p in pins)}")
         return
+    if verdict.action == REPLACE:
+        yield move_aside(prefix)
     if verdict.remove:
         yield shell_command(conda_remove_offline(Arg(conda), prefix, verdict.remove, cuda))
-    verb = "create" if verdict.action == CREATE else "install"
-    specs = [pin.spec for pin in pins]
+    creating = verdict.action in (CREATE, REPLACE)
+    verb = "create" if creating else "install"
     attempts = [
         shell_command(
             conda_install(
@@ -83,12 +91,26 @@ def env(
                 verb,
                 ("-p", prefix),
                 attempt,
-                specs,
-                python=python if verdict.action == CREATE else None,
+                _specs(pins, verdict.reinstall, attempt_urls),
+                python=python if creating else None,
                 unattended=True,
                 cuda_override=cuda,
+                force_reinstall=bool(verdict.reinstall),
             )
         )
-        for attempt in (channels, *(fallback_channels or ()))
+        for attempt, attempt_urls in (
+            (channels, {pin.source: pin.url for pin in pins}),
+            *((urls, dict(zip(channels, urls, strict=False))) for urls in fallback_channels or ()),
+        )
     ]
     yield first_that_succeeds(attempts)
+
+
+def _specs(pins: list[PackagePin], reinstall: tuple[str, ...], urls: dict[str, str]) -> list[str]:
+    """The pins' specs; those to reinstall bound to their channel's URL on the mirror
+    (``https://.../conda-forge::pytorch=...``): conda matches such a spec only with a record of
+    that channel, so it cannot keep the installed one that came from elsewhere."""
+    return [
+        f"{urls.get(pin.source, pin.url)}::{pin.spec}" if pin.name in reinstall else pin.spec
+        for pin in pins
+    ]

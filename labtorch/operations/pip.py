@@ -7,11 +7,11 @@ from pyinfra.api import QuoteString, StringCommand, operation
 
 from labtorch.facts.host_state import InstalledPackage
 from labtorch.facts.probe_script import PIP_REPORT
-from labtorch.operations.util.files import update_owned_file
+from labtorch.operations.util.files import move_aside, update_owned_file
 from labtorch.operations.util.pipconf import pip_conf_change
 from labtorch.operations.util.shell import first_that_succeeds, shell_command
-from labtorch.rules.commands import Arg, pip_install
-from labtorch.rules.envdiff import CREATE, OK, env_diff
+from labtorch.rules.commands import Arg, pip_install, pip_uninstall
+from labtorch.rules.envdiff import CREATE, OK, REPLACE, env_diff
 from labtorch.rules.fallback import PipSource
 from labtorch.rules.model import PackagePin
 
@@ -44,13 +44,16 @@ def venv(
     wheel_index: list[str] | None,
     installed: dict[str, InstalledPackage] | None,
     fallbacks: list[PipSource] | None = None,
+    foreign: bool = False,
 ):
     """
     Create or repair the venv ``prefix`` so that it holds exactly the plan's pins.
 
     Pins carry their full local label (``torch==2.9.1+cu126``), which only the variant's wheel
     page can satisfy; dependencies come from the mirror's PyPI. When that install fails, the
-    same pins from each fallback mirror in turn.
+    same pins from each fallback mirror in turn. A pinned distribution with another label is
+    uninstalled first: pip would keep ``2.9.1+cpu`` for ``torch==2.9.1``. A directory at
+    ``prefix`` that is not a venv is moved aside, never deleted.
 
     + python: the interpreter that creates the venv
     + prefix: the venv's directory
@@ -59,19 +62,25 @@ def venv(
     + wheel_index: ``[layout, url]`` of the variant's wheel page (flat or index), or None
     + installed: the venv's distributions as the LabHost fact read them (None: no venv)
     + fallbacks: per fallback mirror, its PyPI index and wheel page
+    + foreign: a directory that is not a venv is at ``prefix``
     """
-    verdict = env_diff(pins, installed)
+    verdict = env_diff(pins, installed, foreign=foreign)
     if verdict.action == OK:
         host.noop(f"venv {prefix} already holds {', '.join(p.spec for p in pins)}")
         return
-    if verdict.action == CREATE:
+    if verdict.action == REPLACE:
+        yield move_aside(prefix)
+    if verdict.action in (CREATE, REPLACE):
         yield StringCommand(QuoteString(python), "-m", "venv", QuoteString(prefix))
+    venv_python = [Arg(f"{prefix}/bin/python")]
+    if verdict.remove:
+        yield shell_command(pip_uninstall(venv_python, verdict.remove))
     # pip records no index URL of its own; the report it writes is the probe's provenance.
     specs = [pin.spec for pin in pins]
     attempts = [
         shell_command(
             pip_install(
-                [Arg(f"{prefix}/bin/python")],
+                venv_python,
                 source,
                 specs,
                 report=f"{prefix}/{PIP_REPORT}",

@@ -46,6 +46,7 @@ def conda_install(
     python: str | None = None,
     unattended: bool = False,
     cuda_override: str | None = None,
+    force_reinstall: bool = False,
 ) -> list[Word]:
     """``conda create|install`` of ``specs`` from exactly ``channels``, in their order.
 
@@ -53,10 +54,13 @@ def conda_install(
     + python: the env's Python, for a create
     + unattended: add ``-y -q`` (the deploy)
     + cuda_override: the CUDA version the solve assumes (``CONDA_OVERRIDE_CUDA``)
+    + force_reinstall: fetch the specs again even where the env holds them (from elsewhere)
     """
     flag, where = target
     words: list[Word] = [*_conda(cuda_override), conda, verb, flag, Arg(where)]
     words.append("--override-channels")
+    if force_reinstall:
+        words.append("--force-reinstall")
     for channel in channels:
         words += ["-c", Arg(channel)]
     if unattended:
@@ -98,6 +102,11 @@ def pip_install(
         layout, url = source.wheel_index
         words += ["--find-links" if layout == "flat" else "--extra-index-url", Arg(url)]
     return words + [Arg(spec) for spec in specs]
+
+
+def pip_uninstall(python: Sequence[Word], names: Sequence[str]) -> list[Word]:
+    """``python -m pip uninstall -y`` of ``names``: a label pip would keep must go first."""
+    return [*python, "-m", "pip", "uninstall", "-y", "-q", *(Arg(name) for name in names)]
 
 
 def plan_specs(plan: Plan) -> list[str]:

@@ -1,7 +1,8 @@
-"""Does an env hold exactly a plan's pins? And if not, what must change.
+"""Does an env hold exactly a plan's pins, from the mirror? And if not, what must change (pure).
 
 Versions are compared as full strings (``2.9.1+cu126`` is not ``2.9.1+cpu``: PEP 440 would call
-``==2.9.1`` satisfied by both) and conda builds by their exact string or the plan's glob.
+``==2.9.1`` satisfied by both) and conda builds by their exact string or the plan's glob. A
+package whose recorded URL is not on an accepted mirror is reinstalled from the mirror.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from labtorch.rules.model import PackagePin
 OK = "ok"
 CREATE = "create"
 REPAIR = "repair"
+# A directory at the env's path that is not an env (an interrupted create, a user's folder): it
+# is moved aside, never deleted, and the env created in its place.
+REPLACE = "replace"
 
 # The old pytorch channel pins the variant with one of these; the one a plan does not ask for
 # blocks the switch to its variant, so it must go first.
@@ -24,12 +28,20 @@ _VARIANT_MARKERS = ("cpuonly", "pytorch-cuda")
 
 @dataclass(frozen=True)
 class EnvDiff:
-    """``action`` is ok, create or repair; ``problems`` say why; ``remove`` lists packages that
-    would block the switch to the planned variant."""
+    """What separates an env from a plan.
+
+    + action: ok, create, replace or repair
+    + problems: why, one line each
+    + remove: packages to remove before the install: a variant marker that would block the
+      switch (conda), or a pinned distribution whose installed label pip would wrongly accept
+      (``2.9.1+cpu`` satisfies ``==2.9.1``)
+    + reinstall: pinned packages that are right but came from elsewhere than the mirror
+    """
 
     action: str
     problems: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
+    reinstall: tuple[str, ...] = ()
 
 
 def _describe(package: InstalledPackage) -> str:
@@ -49,15 +61,57 @@ def pin_problem(pin: PackagePin, installed: InstalledPackage | None) -> str | No
     return None
 
 
-def env_diff(pins: Sequence[PackagePin], installed: dict[str, InstalledPackage] | None) -> EnvDiff:
-    """Compare an env (None: it does not exist) with every pin of a plan, toolkit included."""
+def _label_kept_by_pip(pin: PackagePin, installed: dict[str, InstalledPackage]) -> bool:
+    """pip keeps an installed ``2.9.1+cpu`` for ``==2.9.1`` (PEP 440 ignores the local label
+    of the installed version): such a distribution must be uninstalled before the install."""
+    found = installed.get(pin.name)
+    return (
+        found is not None
+        and found.build is None
+        and "+" not in pin.version
+        and found.version.startswith(pin.version + "+")
+    )
+
+
+def from_accepted_mirror(url: str | None, accepted: Sequence[str]) -> bool:
+    """Whether a package's recorded URL is under one of the ``accepted`` URL prefixes; a package
+    with no recorded URL (pip's dist-info) cannot be judged here and passes."""
+    if url is None:
+        return True
+    return any(url.startswith(prefix.rstrip("/") + "/") for prefix in accepted)
+
+
+def env_diff(
+    pins: Sequence[PackagePin],
+    installed: dict[str, InstalledPackage] | None,
+    accepted: Sequence[str] | None = None,
+    *,
+    foreign: bool = False,
+) -> EnvDiff:
+    """Compare an env with every pin of a plan, toolkit included.
+
+    + installed: the env's packages (None: no env)
+    + accepted: URL prefixes a package may have come from (None: provenance not checked)
+    + foreign: a directory is at the env's path but it is not an env
+    """
+    if foreign:
+        return EnvDiff(REPLACE, ("a directory that is not an env is at the env's path",))
     if installed is None:
         return EnvDiff(CREATE, ("the env does not exist",))
-    problems = tuple(
-        problem for pin in pins if (problem := pin_problem(pin, installed.get(pin.name)))
-    )
-    if not problems:
-        return EnvDiff(OK)
-    wanted = {pin.name for pin in pins}
-    remove = tuple(m for m in _VARIANT_MARKERS if m in installed and m not in wanted)
-    return EnvDiff(REPAIR, problems, remove)
+    wrong = [
+        (pin, problem) for pin in pins if (problem := pin_problem(pin, installed.get(pin.name)))
+    ]
+    if wrong:
+        wanted = {pin.name for pin in pins}
+        markers = tuple(m for m in _VARIANT_MARKERS if m in installed and m not in wanted)
+        relabelled = tuple(pin.name for pin, _ in wrong if _label_kept_by_pip(pin, installed))
+        return EnvDiff(REPAIR, tuple(problem for _, problem in wrong), markers + relabelled)
+    elsewhere = [
+        installed[pin.name]
+        for pin in pins
+        if accepted is not None and not from_accepted_mirror(installed[pin.name].url, accepted)
+    ]
+    if elsewhere:
+        problems = tuple(f"{p.name} came from {p.url}, not from the mirror" for p in elsewhere)
+        return EnvDiff(REPAIR, problems, reinstall=tuple(p.name for p in elsewhere))
+    return EnvDiff(OK)

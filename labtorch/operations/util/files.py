@@ -12,6 +12,16 @@ from pyinfra.api import FileUploadCommand, QuoteString, StringCommand
 from labtorch.facts.host_state import BACKUP_SUFFIX
 from labtorch.operations.checks import failing_command
 
+ASIDE_SUFFIX = ".labtorch-aside"
+
+
+def move_aside(path: str) -> StringCommand:
+    """Move what is at ``path`` to ``path.labtorch-aside`` (an earlier one kept as ``~N~``):
+    labtorch never deletes what it did not make."""
+    return StringCommand(
+        "mv", "-T", "--backup=numbered", QuoteString(path), QuoteString(path + ASIDE_SUFFIX)
+    )
+
 
 def replace_file(
     path: str, text: str, existed: bool, has_backup: bool
