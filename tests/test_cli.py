@@ -194,3 +194,40 @@ def test_wheel_mirror_layouts(capsys, wheel_mirror, flag):
     )  # fmt: skip
     assert flag in data["command"]
     assert "torch==2.9.1+cu126" in data["command"]
+
+
+# ------------------------------------------------------------ issue 12: driver policy auto
+
+V100S_535 = str(FIXTURES / "table_v100s-x8_535.171.04.txt")
+
+
+def test_v100s_on_535_gets_a_cuda_build_through_minor_compatibility(capsys):
+    status, out, _ = run(
+        capsys, "plan", "--torch", "2.7.1", "--installer", "conda", "--nvidia-smi", V100S_535
+    )
+    assert status == 0
+    assert out.startswith("torch 2.7.1 for linux-64 with conda: cu129 (CUDA 12.9)")
+    assert "through CUDA minor-version compatibility" in out
+    assert "every GPU has its own compiled kernels in it (sm_70)" in out
+    warnings = out.split("Warnings:\n", 1)[1].split("\n\n", 1)[0]
+    assert "only through CUDA minor-version compatibility" in warnings
+    assert "575.51.03 or newer (CUDA 12.9)" in warnings
+    assert "'pytorch=2.7.1=cuda129_*_py313_*'" in out
+
+
+def test_v100s_on_535_strict_still_gets_the_cpu_build(capsys):
+    status, data = plan_json(
+        capsys,
+        "--torch",
+        "2.7.1",
+        "--installer",
+        "conda",
+        "--nvidia-smi",
+        V100S_535,
+        "--driver-policy",
+        "strict",
+    )
+    assert status == 0
+    assert data["variant"] == "cpu"
+    assert any("too old for every CUDA build" in r for r in data["reasons"])
+    assert any("560.28.03" in w for w in data["warnings"])

@@ -55,7 +55,7 @@ def test_variants_and_pypi_default(line, variants, pypi_default):
 @pytest.mark.parametrize(
     ("line", "python_min", "python_max", "glibc", "mac_arm64"),
     [
-        ("1.13", "3.7", "3.11", "2.17", "11.0"),
+        ("1.13", "3.7", "3.10", "2.17", "11.0"),  # RELEASE.md; cp311 wheels: linux-64 only
         ("2.5", "3.9", "3.13", "2.17", "11.0"),
         ("2.7", "3.9", "3.13", "2.28", "11.0"),
         ("2.9", "3.10", "3.14", "2.28", "11.0"),
@@ -207,7 +207,13 @@ def test_unconfirmed_markers_stay_marked():
     assert COMPAT.releases["2.6"].is_unconfirmed("variants.cu126")
     assert not COMPAT.releases["2.6"].is_unconfirmed("variants.cu124")
     assert COMPAT.releases["2.12"].is_unconfirmed("patches.2.12.0.torchvision")
-    assert COMPAT.cuda["12.0"].unconfirmed == {"full"}
+    assert COMPAT.releases["2.14"].is_unconfirmed("patches.2.14.1")
+    assert not COMPAT.releases["2.14"].is_unconfirmed("patches.2.14.0")
+    assert COMPAT.releases["2.15"].is_unconfirmed("patches.2.15.0.torchaudio")
+    assert COMPAT.releases["2.15"].is_unconfirmed("python")
+    # NVIDIA Table 3, CUDA 12.0 GA: 525.60.13 / 527.41 (issue 12).
+    assert COMPAT.cuda["12.0"].unconfirmed == frozenset()
+    assert COMPAT.cuda["12.0"].full == {"linux": "525.60.13", "windows": "527.41"}
 
 
 def test_conda_channels():
@@ -216,6 +222,8 @@ def test_conda_channels():
     assert COMPAT.releases["2.6"].conda_pytorch is None
     assert COMPAT.releases["2.13"].conda_forge.variants["linux-64"] == ("cu129", "cu130")
     assert COMPAT.releases["2.14"].conda_forge is None
+    # the union over every build: 2.7.1's CUDA 12.9 builds came later than 2.7.0's 12.6 ones
+    assert COMPAT.releases["2.7"].conda_forge.variants["linux-64"] == ("cu126", "cu129")
 
 
 # -------------------------------------------------------------- broken data names file and key
@@ -313,10 +321,52 @@ def _delete(path: list):
             "must look like 2.3.N",
         ),
         (
-            _set(["releases", "2.5", "conda_forge", "patches"], ["2.5.7"]),
+            _set(["releases", "2.5", "conda_forge", "2.5.7"], {"0": {"linux-64": ["cpu"]}}),
             "releases.yaml",
-            "releases.2.5.conda_forge.patches",
+            "releases.2.5.conda_forge.2.5.7",
             "2.5.7 is not a patch release",
+        ),
+        (
+            _set(["releases", "2.7", "conda_forge", "2.7.1", "2-3"], {"linux-64": ["cu129"]}),
+            "releases.yaml",
+            "releases.2.7.conda_forge.2.7.1",
+            "overlap",
+        ),
+        (
+            _set(["releases", "2.7", "conda_forge", "2.7.1", "5"], {"osx-arm64": ["cu129"]}),
+            "releases.yaml",
+            "releases.2.7.conda_forge.2.7.1.5.osx-arm64",
+            "macOS builds are cpu only",
+        ),
+        (
+            _set(["releases", "2.7", "conda_forge", "2.7.1", "5"], {"linux-64": ["cu999"]}),
+            "releases.yaml",
+            "releases.2.7.conda_forge.2.7.1.5.linux-64",
+            "CUDA 99.9 has no driver data",
+        ),
+        (
+            _set(["releases", "2.7", "conda_forge", "2.7.1", "5-2"], {"linux-64": ["cpu"]}),
+            "releases.yaml",
+            "releases.2.7.conda_forge.2.7.1.5-2",
+            "runs backwards",
+        ),
+        (
+            _set(["releases", "2.3", "variants", "cu121"], "5.0+PTX;8.0+PTX"),
+            "releases.yaml",
+            "releases.2.3.variants.cu121",
+            "more than one +PTX entry",
+        ),
+        (
+            _set(["releases", "2.3", "windows"], {"variants": {"cu124": "8.0"}}),
+            "releases.yaml",
+            "releases.2.3.windows.variants.cu124",
+            "not among the variants",
+        ),
+        (
+            _set(["releases", "1.13", "python", "pip_max"], {"linux-64": "3.9"}),
+            "releases.yaml",
+            "releases.1.13.python.pip_max.linux-64",
+            "not above max 3.10",
         ),
         (
             _set(["cuda", "12.1", "full", "linux"], "five-thirty"),

@@ -92,7 +92,7 @@ def test_article_torch_2_3_1_conda_pytorch_channel(driver, cuda, variant):
 
 @pytest.mark.parametrize(("driver", "cuda"), [("515.65.01", "11.7"), ("470.74", "11.4")])
 def test_article_old_driver_gets_cpu_with_reason(driver, cuda):
-    p = plan(host(driver, cuda, A100), torch="2.3.1", installer="conda")
+    p = plan(host(driver, cuda, A100), torch="2.3.1", installer="conda", driver_policy="strict")
     assert not p.refused
     assert p.variant == CPU
     assert p.torch.build == "py3.12_cpu_0"
@@ -101,9 +101,18 @@ def test_article_old_driver_gets_cpu_with_reason(driver, cuda):
     assert [pin.name for pin in p.packages] == ["pytorch", "torchvision", "torchaudio", "cpuonly"]
 
 
+@pytest.mark.parametrize(("driver", "cuda"), [("515.65.01", "11.7"), ("470.74", "11.4")])
+def test_article_old_driver_under_auto_runs_cu118_by_minor_compat(driver, cuda):
+    # CUDA 11.x minor-version compatibility needs >= 450.80.02; the A100 has sm_80 SASS.
+    p = plan(host(driver, cuda, A100), torch="2.3.1", installer="conda")
+    assert p.variant == "cu118"
+    assert any("minor-version compatibility" in r and "sm_80" in r for r in p.reasons)
+    assert any("520.61.05 or newer (CUDA 11.8)" in w for w in p.warnings)
+
+
 def test_article_minor_policy_accepts_older_toolkit_driver():
     # CUDA 12.0 driver (525.x): strict refuses cu121, minor-version compatibility runs it.
-    strict = plan(host("525.147.05", "12.0", A100), torch="2.3.1")
+    strict = plan(host("525.147.05", "12.0", A100), torch="2.3.1", driver_policy="strict")
     minor = plan(host("525.147.05", "12.0", A100), torch="2.3.1", driver_policy="minor")
     assert strict.variant == "cu118"
     assert minor.variant == "cu121"
@@ -202,7 +211,12 @@ def test_conda_forge_route_for_modern_release():
     assert p.torch.spec == "pytorch=2.7.1=cuda126_*_py312_*"
     assert ("cuda-version", "12.6") in [(pin.name, pin.version) for pin in p.packages]
     assert p.channel_urls == ("https://mirrors.tuna.tsinghua.edu.cn/anaconda/cloud/conda-forge",)
-    assert any("arch list" in w for w in p.warnings)  # conda-forge 12.6 arch list unconfirmed
+    # conda-forge's 12.6 arch list is known now (recipe/build.sh "12.[0-6]"): sm_89 runs sm_86.
+    assert not any("arch list" in w for w in p.warnings)
+    assert "sm_89" in text(p)  # conda-forge's 12.6 builds have Ada SASS
+    # 2.7.1 builds 1-4 are CUDA 12.9: a driver that supports it gets them.
+    newer = plan(host("575.51.03", "12.9", RTX4090), torch="2.7.1", installer="conda")
+    assert newer.torch.spec.startswith("pytorch=2.7.1=cuda129_")
 
 
 def test_conda_forge_prefers_the_cuda_13_build_when_driver_allows():
@@ -211,10 +225,15 @@ def test_conda_forge_prefers_the_cuda_13_build_when_driver_allows():
     cuda_12_9 = plan(host("575.51.03", "12.9", H100), torch="2.13", installer="conda")
     assert cuda_12_9.variant == "cu129"
     # conda-forge builds 12.9 and 13.0 only: a CUDA 12.8 driver runs them only under minor compat.
-    strict = plan(host("570.133.20", "12.8", H100), torch="2.13", installer="conda")
+    strict = plan(
+        host("570.133.20", "12.8", H100), torch="2.13", installer="conda", driver_policy="strict"
+    )
     assert strict.variant == CPU and "too old" in text(strict)
     minor = plan(host("570.133.20", "12.8", H100), torch="2.13", driver_policy="minor")
     assert minor.variant == "cu129"
+    auto = plan(host("570.133.20", "12.8", H100), torch="2.13", installer="conda")
+    assert auto.variant == "cu129"
+    assert any("575.51.03 or newer (CUDA 12.9)" in w for w in auto.warnings)
 
 
 def test_conda_release_on_neither_channel_is_refused():
@@ -234,6 +253,39 @@ def test_mixed_gpus_need_kernels_for_every_gpu():
     assert p.refused  # cu126 lacks sm_120, cu128/cu129 lack sm_61
     both = plan(host("575.51.03", "12.9", RTX4090, GTX1080TI), torch="2.8", installer="pip")
     assert both.variant == "cu126"
+
+
+def test_auto_never_runs_ptx_jit_under_minor_compatibility():
+    # 2.8 via pip on a CUDA 12.8 driver: only cu129 covers a GPU newer than sm_120, through
+    # compute_120 PTX. The driver runs CUDA 12.9 only by minor-version compatibility, which
+    # cannot JIT PTX from a newer toolkit: auto gives the CPU build and says why.
+    future = ("Future GPU", "13.0")
+    p = plan(host("570.133.20", "12.8", future), torch="2.8", installer="pip", python="3.12")
+    assert p.variant == CPU
+    why = text(p)
+    assert "not cu129 under minor-version compatibility" in why
+    assert "would JIT compute_120" in why
+    # the same GPU on a driver that supports CUDA 12.9 runs the PTX in full
+    full = plan(host("575.51.03", "12.9", future), torch="2.8", installer="pip", python="3.12")
+    assert full.variant == "cu129" and "compute_120" in text(full)
+    # minor keeps the build the admin asked for, with the warning
+    minor = plan(
+        host("570.133.20", "12.8", future), torch="2.8", installer="pip", driver_policy="minor"
+    )
+    assert minor.variant == "cu129"
+    assert any("expect it to fail" in w for w in minor.warnings)
+
+
+def test_auto_with_a_fixed_variant_accepts_minor_compatibility_with_sass_only():
+    v100 = host("535.171.04", "12.2", V100)
+    p = plan(v100, torch="2.8", installer="pip", variant="cu129")
+    assert p.variant == "cu129"
+    assert any("only through CUDA minor-version compatibility" in w for w in p.warnings)
+    strict = plan(v100, torch="2.8", installer="pip", variant="cu129", driver_policy="strict")
+    assert strict.refused
+    future = host("570.133.20", "12.8", ("Future GPU", "13.0"))
+    jit = plan(future, torch="2.8", installer="pip", variant="cu129")
+    assert jit.refused and "JIT of compute_120" in text(jit)
 
 
 def test_ptx_covers_a_newer_gpu():
@@ -344,8 +396,15 @@ def test_unconfirmed_data_shows_in_the_plan():
     assert p.variant == "cu132"
     assert any("unconfirmed" in w for w in p.warnings)
     assert any("no torchvision release pairs with torch 2.15.0" in w for w in p.warnings)
+    later = plan(host("595.71.05", "13.2", H100), torch="2.14.1", installer="pip")
+    assert any("torch 2.14.1 is not confirmed" in w for w in later.warnings)
+    assert not any(
+        "torch 2.14.0 is not confirmed" in w
+        for w in plan(host("595.71.05", "13.2", H100), torch="2.14.0", installer="pip").warnings
+    )
+    # The old pytorch channel's cuDNN versions are read from the builder scripts now.
     cudnn = plan(host("520.61.05", "11.8", A100), torch="2.3.1")
-    assert any("cudnn8.7.0" in w and "not confirmed" in w for w in cudnn.warnings)
+    assert not any("cudnn" in w for w in cudnn.warnings)
 
 
 @pytest.mark.parametrize(
@@ -396,30 +455,49 @@ def _driver_runs_strict(facts: HostFacts, variant: str) -> bool:
     return cuda_key(facts.nvidia_smi.cuda_version) >= cuda_key(cuda_of_variant(variant))
 
 
+def _driver_runs_minor_with_sass(facts: HostFacts, variant: str, arch) -> bool:
+    """CUDA minor-version compatibility (the major's driver floor, NVIDIA Table 1) and compiled
+    kernels for every GPU: what driver policy auto accepts when no build runs strictly."""
+    floor = COMPAT.cuda[cuda_of_variant(variant)].minor_compat["linux"]
+    driver = tuple(int(x) for x in facts.nvidia_smi.driver_version.split("."))
+    enough = driver >= tuple(int(x) for x in floor.split("."))
+    return enough and all(arch.sass_for(gpu.capability) for gpu in facts.nvidia_smi.gpus)
+
+
 def _covers(arch, facts: HostFacts) -> bool:
     return all(arch.kernel_for(gpu.capability) for gpu in facts.nvidia_smi.gpus)
 
 
+def _newest(variants):
+    return max(variants, key=lambda v: cuda_key(cuda_of_variant(v)))
+
+
+@pytest.mark.parametrize("policy", ["auto", "strict"])
 @pytest.mark.parametrize(("release", "host_name"), list(itertools.product(RELEASES, HOSTS)))
-def test_every_release_on_every_host_pip(release, host_name):
+def test_every_release_on_every_host_pip(release, host_name, policy):
     facts = HOSTS[host_name]
     line = COMPAT.find_release(release)[0]
     python = line.python_max
-    p = plan(facts, torch=release, installer="pip", python=python)
+    p = plan(facts, torch=release, installer="pip", python=python, driver_policy=policy)
     assert p.reasons, "every plan explains itself"
     if facts.nvidia_smi is None:
         assert p.variant == CPU and p.torch.spec == f"torch=={release}+cpu"
         return
     covering = [v for v, arch in line.variants.items() if _covers(arch, facts)]
     runnable = [v for v in covering if _driver_runs_strict(facts, v)]
+    minor = [v for v in covering if _driver_runs_minor_with_sass(facts, v, line.variants[v])]
     if not covering:
         assert p.refused and "no CUDA build" in text(p)
         return
     assert not p.refused
-    if not runnable:
+    if not runnable and (policy == "strict" or not minor):
         assert p.variant == CPU and "too old" in text(p)
         return
-    newest = max(runnable, key=lambda v: cuda_key(cuda_of_variant(v)))
+    if not runnable:
+        assert p.variant == _newest(minor)
+        assert any("minor-version compatibility" in w for w in p.warnings)
+        return
+    newest = _newest(runnable)
     assert p.variant == newest
     label = "" if newest == line.pypi_default else f"+{newest}"
     assert p.torch.spec == f"torch=={release}{label}"
@@ -452,9 +530,30 @@ def test_every_release_on_every_host_pip(release, host_name):
     ],
 )
 def test_expected_variants(release, host_name, variant):
-    p = plan(HOSTS[host_name], torch=release, installer="pip")
+    p = plan(HOSTS[host_name], torch=release, installer="pip", driver_policy="strict")
     assert p.variant == variant
     assert p.refused == (variant is None)
+
+
+@pytest.mark.parametrize(
+    ("release", "host_name", "variant", "why"),
+    [
+        ("1.13.1", "k80-470", "cu117", "sm_37"),  # CUDA 11.x minor compatibility (>= 450.80.02)
+        ("2.7.1", "k80-470", "cu118", "sm_37"),
+        ("2.8.0", "v100-535", "cu129", "sm_70"),  # CUDA 12.x minor compatibility (>= 525.60.13)
+        ("2.8.0", "a100-550", "cu129", "sm_80"),
+        ("2.11.0", "a100-550", "cu128", "sm_80"),  # not cu130: CUDA 13 needs >= 580 even so
+        ("2.3.1", "a100-550", "cu121", None),  # strict runs: no minor compatibility needed
+    ],
+)
+def test_expected_variants_auto(release, host_name, variant, why):
+    p = plan(HOSTS[host_name], torch=release, installer="pip")
+    assert p.variant == variant
+    minor = [w for w in p.warnings if "minor-version compatibility" in w]
+    if why is None:
+        assert not minor
+    else:
+        assert minor and why in text(p)
 
 
 @pytest.mark.parametrize(("release", "host_name"), list(itertools.product(RELEASES, HOSTS)))

@@ -145,7 +145,13 @@ def add_plan_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     plan.add_argument("--platform", choices=PLATFORMS, default=this_platform())
     plan.add_argument("--installer", choices=INSTALLERS, default="conda")
     plan.add_argument("--variant", default=AUTO, help="auto, cpu, or a CUDA variant such as cu121")
-    plan.add_argument("--driver-policy", choices=DRIVER_POLICIES, default="strict")
+    plan.add_argument(
+        "--driver-policy",
+        choices=DRIVER_POLICIES,
+        default=AUTO,
+        help="auto (default): strict when a build runs so, else minor-version compatibility "
+        "with compiled kernels for every GPU; strict; minor",
+    )
     plan.add_argument("--conda-channel", choices=CONDA_CHANNELS, default=AUTO)
     plan.add_argument("--toolkit", action="store_true", help="also a CUDA toolkit with nvcc")
     plan.add_argument("--mirror", default="tuna", help="mirror for conda and PyPI (default tuna)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import cache
+from itertools import pairwise
 from pathlib import Path
 
 from packaging.version import InvalidVersion, Version
@@ -22,7 +23,8 @@ _DRIVER = re.compile(r"^\d+(\.\d+){0,2}$")
 _MACHINES = {"x86_64", "aarch64"}
 _MAC_MACHINES = {"x86_64", "arm64"}
 _DRIVER_OSES = {"linux", "windows"}
-_CONDA_FORGE_SUBDIRS = {"linux-64", "linux-aarch64", "win-64"}
+_CONDA_FORGE_SUBDIRS = {"linux-64", "linux-aarch64", "win-64", "osx-64", "osx-arm64"}
+_BUILD_RANGE = re.compile(r"^(\d+)(?:-(\d+))?$")
 
 CPU = "cpu"
 
@@ -74,6 +76,10 @@ class ArchList:
             capability = ComputeCapability.parse(name)
             sass.append(capability)
             if plus:
+                # "+PTX" may sit on any entry (the old pytorch channel's "3.7+PTX;5.0;...");
+                # labtorch keeps one PTX architecture per build, as the builds have.
+                if ptx is not None:
+                    raise ValueError(f"more than one +PTX entry in {text!r}")
                 ptx = capability
         return cls(tuple(sorted(sass)), ptx)
 
@@ -91,6 +97,11 @@ class ArchList:
                 continue
             (ptx if name.startswith("compute_") else sass).append(capability)
         return cls(tuple(sorted(sass)), max(ptx) if ptx else None)
+
+    def sass_for(self, gpu: ComputeCapability) -> str | None:
+        """The SASS (``"sm_86"``) that runs on ``gpu`` without a JIT, or None."""
+        kernel = self.kernel_for(gpu)
+        return kernel if kernel and kernel.startswith("sm_") else None
 
     def kernel_for(self, gpu: ComputeCapability) -> str | None:
         """How this build runs on ``gpu``: ``"sm_86"`` (SASS), ``"compute_120"`` (PTX JIT), or None.
@@ -139,11 +150,55 @@ class CondaPytorchBuilds:
 
 
 @dataclass(frozen=True)
+class CondaForgeBuildGroup:
+    """Builds ``first``..``last`` (the recipe's build numbers) of one patch release on
+    conda-forge: the variants (``cpu`` and CUDA) per subdir, the arch lists where they differ
+    from the channel's list for their CUDA version, and the Jetson (``tegra``) builds of
+    linux-aarch64 with their own arch lists."""
+
+    first: int
+    last: int
+    subdirs: dict[str, tuple[str, ...]]
+    arch: dict[tuple[str, str], ArchList] = field(default_factory=dict)
+    tegra: dict[str, ArchList] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class CondaForgeBuilds:
-    """A release on conda-forge: its patch releases and CUDA variants per subdir."""
+    """A release on conda-forge: its patch releases, each with its groups of builds.
+
+    ``variants`` is the union of the CUDA variants per subdir over every patch and build.
+    """
 
     patches: tuple[str, ...]
     variants: dict[str, tuple[str, ...]]
+    builds: dict[str, tuple[CondaForgeBuildGroup, ...]] = field(default_factory=dict)
+
+    def has(self, patch: str, subdir: str) -> bool:
+        """Whether conda-forge has any build of ``patch`` for ``subdir``."""
+        return any(subdir in group.subdirs for group in self.builds.get(patch, ()))
+
+    def variants_for(self, patch: str, subdir: str) -> tuple[str, ...]:
+        """The CUDA variants of ``patch`` on ``subdir`` over all its builds, oldest CUDA first."""
+        found = {
+            variant
+            for group in self.builds.get(patch, ())
+            for variant in group.subdirs.get(subdir, ())
+            if variant != CPU
+        }
+        return tuple(sorted(found, key=lambda v: cuda_key(cuda_of_variant(v))))
+
+    def newest_group(self, patch: str, subdir: str, variant: str) -> CondaForgeBuildGroup | None:
+        """The group with the highest build numbers that has ``variant`` on ``subdir``: the one a
+        solver takes for a build string that names the variant."""
+        groups = [g for g in self.builds.get(patch, ()) if variant in g.subdirs.get(subdir, ())]
+        return max(groups, key=lambda g: g.last) if groups else None
+
+    def tegra_for(self, patch: str) -> dict[str, ArchList]:
+        """The Jetson builds of ``patch`` (linux-aarch64, ``arm-variant=*=tegra``) of the newest
+        group that has any."""
+        groups = [g for g in self.builds.get(patch, ()) if g.tegra]
+        return dict(max(groups, key=lambda g: g.last).tegra) if groups else {}
 
 
 @dataclass(frozen=True)
@@ -165,13 +220,35 @@ class Release:
     conda_pytorch: CondaPytorchBuilds | None
     conda_forge: CondaForgeBuilds | None
     unconfirmed: frozenset[str] = field(default_factory=frozenset)
+    # Newer CPython wheels on PyPI for one platform than the release supports everywhere.
+    python_pip_max: dict[str, str] = field(default_factory=dict)
+    # Arch lists of the Windows wheels where they differ from the Linux x86_64 ones.
+    windows_variants: dict[str, ArchList] = field(default_factory=dict)
 
     @property
     def newest_patch(self) -> PatchRelease:
         return self.patches[max(self.patches, key=Version)]
 
-    def supports_python(self, python: str) -> bool:
-        return cuda_key(self.python_min) <= cuda_key(python) <= cuda_key(self.python_max)
+    def python_max_for(self, platform: str | None = None, installer: str | None = None) -> str:
+        """The newest Python of this release for ``platform`` and ``installer`` (pip wheels can
+        reach further than the release's support on one platform)."""
+        if installer == "pip" and platform in self.python_pip_max:
+            return self.python_pip_max[platform]
+        return self.python_max
+
+    def supports_python(
+        self, python: str, platform: str | None = None, installer: str | None = None
+    ) -> bool:
+        newest = self.python_max_for(platform, installer)
+        return cuda_key(self.python_min) <= cuda_key(python) <= cuda_key(newest)
+
+    def wheel_variants(self, platform: str) -> dict[str, ArchList]:
+        """The CUDA wheels of this release for ``platform`` and their arch lists."""
+        if platform == "linux-aarch64":
+            return dict(self.aarch64_variants)
+        if platform == "win-64":
+            return {**self.variants, **self.windows_variants}
+        return dict(self.variants)
 
     def is_unconfirmed(self, *keys: str) -> bool:
         """True when the reference marks ``a.b.c`` or any of its parents unconfirmed."""
@@ -194,6 +271,8 @@ class CondaPytorchChannel:
 class CondaForgeChannel:
     pytorch_build: dict[str, str]
     arch: dict[str, ArchList]
+    # Compute capabilities of Jetson (Tegra) GPUs: before CUDA 13 they need the tegra builds.
+    tegra_capabilities: frozenset[ComputeCapability] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -327,23 +406,87 @@ def _conda_pytorch(node: Node, variants: dict[str, ArchList], line: str) -> Cond
     return CondaPytorchBuilds(cudnn, arch, companions)
 
 
-def _conda_forge(node: Node, release_patches: dict[str, PatchRelease]) -> CondaForgeBuilds:
-    node.mapping({"patches", *_CONDA_FORGE_SUBDIRS}, {"patches"})
-    patches = tuple(node["patches"].text_list())
-    for version in patches:
-        if version not in release_patches:
-            raise node["patches"].error(f"{version} is not a patch release of this line")
-    variants = {}
+def _variant_name(node: Node, name: str, allow_cpu: bool) -> str:
+    try:
+        cuda_of_variant(name)
+    except ValueError as exc:
+        raise node.error(str(exc)) from None
+    if name == CPU and not allow_cpu:
+        raise node.error("cpu has no arch list")
+    return name
+
+
+def _build_range(node: Node, text: str) -> tuple[int, int]:
+    match = _BUILD_RANGE.match(text)
+    if not match:
+        raise node.error(f"a build-number range must look like 0 or 1-4, found {text!r}")
+    first = int(match.group(1))
+    last = int(match.group(2) or first)
+    if last < first:
+        raise node.error(f"build range {text} runs backwards")
+    return first, last
+
+
+def _forge_group(node: Node, text: str, cuda: dict[str, CudaDriverFloor]) -> CondaForgeBuildGroup:
+    node.mapping({*_CONDA_FORGE_SUBDIRS, "arch", "tegra"})
+    first, last = _build_range(node, text)
+    subdirs = {}
     for subdir in sorted(_CONDA_FORGE_SUBDIRS):
-        entry = node.get(subdir, [])
-        names = entry.text_list()
+        if subdir not in node.value:
+            continue
+        entry = node[subdir]
+        names = tuple(_variant_name(entry, name, allow_cpu=True) for name in entry.text_list())
+        if subdir.startswith("osx") and names != (CPU,):
+            raise entry.error("conda-forge's macOS builds are cpu only")
         for name in names:
-            try:
-                cuda_of_variant(name)
-            except ValueError as exc:
-                raise entry.error(str(exc)) from None
-        variants[subdir] = tuple(names)
-    return CondaForgeBuilds(patches, variants)
+            version = cuda_of_variant(name)
+            if version is not None and version not in cuda:
+                raise entry.error(f"conda-forge CUDA {version} has no driver data in cuda.yaml")
+        subdirs[subdir] = names
+    arch = {}
+    for subdir, entries in node.get("arch", {}).items():
+        for name, entry in entries.items():
+            if name not in subdirs.get(subdir, ()):
+                raise entry.error(f"{subdir} has no {name} build in this group")
+            arch[(subdir, _variant_name(entry, name, allow_cpu=False))] = _arch(entry)
+    tegra = {}
+    for name, entry in node.get("tegra", {}).items():
+        version = cuda_of_variant(_variant_name(entry, name, allow_cpu=False))
+        if version not in cuda:
+            raise entry.error(f"conda-forge CUDA {version} has no driver data in cuda.yaml")
+        tegra[name] = _arch(entry)
+    return CondaForgeBuildGroup(first, last, subdirs, arch, tegra)
+
+
+def _conda_forge(
+    node: Node, release_patches: dict[str, PatchRelease], cuda: dict[str, CudaDriverFloor]
+) -> CondaForgeBuilds:
+    builds = {}
+    for version, patch_node in node.items():
+        if version not in release_patches:
+            raise patch_node.error(f"{version} is not a patch release of this line")
+        patch_node.mapping()
+        groups = [_forge_group(group, text, cuda) for text, group in patch_node.items()]
+        if not groups:
+            raise patch_node.error("list at least one group of builds")
+        ordered = sorted(groups, key=lambda g: g.first)
+        for before, after in pairwise(ordered):
+            if after.first <= before.last:
+                raise patch_node.error(
+                    f"build ranges {before.first}-{before.last} and {after.first}-{after.last} "
+                    "overlap"
+                )
+        builds[version] = tuple(ordered)
+    union: dict[str, set[str]] = {subdir: set() for subdir in _CONDA_FORGE_SUBDIRS}
+    for groups in builds.values():
+        for group in groups:
+            for subdir, names in group.subdirs.items():
+                union[subdir].update(name for name in names if name != CPU)
+    variants = {
+        subdir: tuple(sorted(names, key=lambda v: cuda_key(cuda_of_variant(v))))
+        for subdir, names in sorted(union.items())
+    }
+    return CondaForgeBuilds(tuple(builds), variants, builds)
 
 
 def _check_marker(node: Node, key: str) -> None:
@@ -379,6 +522,7 @@ _RELEASE_KEYS = {
     "rocm",
     "conda_pytorch",
     "conda_forge",
+    "windows",
     "unconfirmed",
 }
 _RELEASE_REQUIRED = {"released", "patches", "python", "glibc", "macos", "pypi_default", "variants"}
@@ -389,11 +533,16 @@ def _release(line: str, node: Node, cuda: dict[str, CudaDriverFloor]) -> Release
         raise node.error("a release line must look like 2.3")
     node.mapping(_RELEASE_KEYS, _RELEASE_REQUIRED)
     python = node["python"]
-    python.mapping({"min", "max"}, {"min", "max"})
+    python.mapping({"min", "max", "pip_max"}, {"min", "max"})
     python_min = _version_text(python["min"], _PY, "a Python version like 3.11")
     python_max = _version_text(python["max"], _PY, "a Python version like 3.11")
     if cuda_key(python_min) > cuda_key(python_max):
         raise python.error(f"min {python_min} is above max {python_max}")
+    pip_max = {}
+    for platform, entry in python.get("pip_max", {}).items():
+        pip_max[platform] = _version_text(entry, _PY, "a Python version like 3.11")
+        if cuda_key(pip_max[platform]) <= cuda_key(python_max):
+            raise entry.error(f"{pip_max[platform]} is not above max {python_max}")
     glibc = node["glibc"]
     glibc.mapping(_MACHINES, {"x86_64"})
     macos = node["macos"]
@@ -408,6 +557,12 @@ def _release(line: str, node: Node, cuda: dict[str, CudaDriverFloor]) -> Release
     aarch64_default = aarch64["pypi_default"].text()
     if aarch64_default != CPU and aarch64_default not in aarch64_variants:
         raise aarch64["pypi_default"].error(f"{aarch64_default} is not among the aarch64 variants")
+    windows = node.get("windows", {"variants": {}})
+    windows.mapping({"variants"}, {"variants"})
+    windows_variants = _variants(windows["variants"], cuda)
+    for name, entry in windows["variants"].items():
+        if name not in variants:
+            raise entry.error(f"{name} is not among the variants of {line}")
     patches = _patches(node["patches"], line)
     conda_pytorch = node.get("conda_pytorch")
     conda_forge = node.get("conda_forge")
@@ -431,8 +586,10 @@ def _release(line: str, node: Node, cuda: dict[str, CudaDriverFloor]) -> Release
         conda_pytorch=None
         if conda_pytorch.value is None
         else _conda_pytorch(conda_pytorch, variants, line),
-        conda_forge=None if conda_forge.value is None else _conda_forge(conda_forge, patches),
+        conda_forge=None if conda_forge.value is None else _conda_forge(conda_forge, patches, cuda),
         unconfirmed=frozenset(unconfirmed.text_list()),
+        python_pip_max=pip_max,
+        windows_variants=windows_variants,
     )
 
 
@@ -452,7 +609,7 @@ def _conda_pytorch_channel(node: Node) -> CondaPytorchChannel:
 
 
 def _conda_forge_channel(node: Node, cuda: dict[str, CudaDriverFloor]) -> CondaForgeChannel:
-    node.mapping({"pytorch_build", "arch"}, {"pytorch_build", "arch"})
+    node.mapping({"pytorch_build", "arch", "tegra_capabilities"}, {"pytorch_build", "arch"})
     builds = node["pytorch_build"]
     builds.mapping({"cuda", "cpu"}, {"cuda", "cpu"})
     arch = {}
@@ -460,7 +617,15 @@ def _conda_forge_channel(node: Node, cuda: dict[str, CudaDriverFloor]) -> CondaF
         if version not in cuda:
             raise entry.error(f"CUDA {version} has no driver data in cuda.yaml")
         arch[version] = _arch(entry)
-    return CondaForgeChannel({kind: entry.text() for kind, entry in builds.items()}, arch)
+    tegra = set()
+    for entry in node.get("tegra_capabilities", []).elements():
+        try:
+            tegra.add(ComputeCapability.parse(entry.text()))
+        except ValueError as exc:
+            raise entry.error(str(exc)) from None
+    return CondaForgeChannel(
+        {kind: entry.text() for kind, entry in builds.items()}, arch, frozenset(tegra)
+    )
 
 
 def parse_compat(releases_root: Node, cuda_root: Node) -> Compat:

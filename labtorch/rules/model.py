@@ -9,7 +9,7 @@ from labtorch.facts.nvidia_smi import SmiFailure, SmiReport
 AUTO = "auto"
 PLATFORMS = ("linux-64", "linux-aarch64", "osx-arm64", "osx-64", "win-64")
 INSTALLERS = ("conda", "pip")
-DRIVER_POLICIES = ("strict", "minor")
+DRIVER_POLICIES = (AUTO, "strict", "minor")
 CONDA_CHANNELS = (AUTO, "pytorch", "conda-forge")
 
 PIP = "pip"
@@ -44,7 +44,9 @@ class Request:
     + torch: a release (``2.3.1``) or a release line (``2.3``: its newest patch)
     + installer: ``conda`` or ``pip``
     + variant: ``auto``, ``cpu`` or a CUDA variant such as ``cu121``
-    + driver_policy: ``strict`` (the driver's CUDA version is at least the build's) or ``minor``
+    + driver_policy: ``auto`` (``strict`` when a build runs that way, else the newest build that
+      CUDA minor-version compatibility runs with compiled kernels (SASS) for every GPU, with a
+      warning), ``strict`` (the driver's CUDA version is at least the build's) or ``minor``
       (CUDA minor-version compatibility: any driver of the build's CUDA major, with a
       limited feature set)
     + toolkit: also install a CUDA toolkit with nvcc that matches the build
@@ -57,7 +59,7 @@ class Request:
     torch: str
     installer: str = "conda"
     variant: str = AUTO
-    driver_policy: str = "strict"
+    driver_policy: str = AUTO
     toolkit: bool = False
     python: str | None = None
     conda_channel: str = AUTO

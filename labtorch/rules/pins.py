@@ -136,6 +136,7 @@ def conda_forge_pins(
     mirror: Mirror,
     compat: Compat,
     d: Decision,
+    tegra: bool = False,
 ) -> tuple[list[PackagePin], list[str]]:
     formats = compat.conda_forge.pytorch_build
     url = mirror.channel_url(CONDA_FORGE)
@@ -146,12 +147,28 @@ def conda_forge_pins(
         cuda = cuda_of_variant(variant)
         build = formats["cuda"].format(cuda_nodot=cuda.replace(".", ""), python_nodot=python_nodot)
     pins = [PackagePin("pytorch", patch.version, build, CONDA_FORGE, url)]
+    line = ".".join(patch.version.split(".")[:2])
     for name in ("torchvision", "torchaudio"):
         version = getattr(patch, name)
         if version is not None:
             pins.append(PackagePin(name, version, None, CONDA_FORGE, url))
+            if name == "torchaudio" and not version.startswith(line + "."):
+                d.warnings.append(
+                    f"torchaudio {version} (the last torchaudio) beside pytorch {patch.version} "
+                    "is confirmed for the PyPI wheels only; whether conda-forge's torchaudio "
+                    f"{version} accepts this pytorch is not"
+                )
     if variant != CPU:
         pins.append(PackagePin("cuda-version", cuda, None, CONDA_FORGE, url))
+        if tegra and cuda_key(cuda) < (13, 0):
+            # The Jetson builds share the build string; arm-variant selects them (SBSA is the
+            # default): conda-forge's arm-variant package, and the feedstock's
+            # `arm-variant * {{ arm_variant_type }}` requirement.
+            pins.append(PackagePin("arm-variant", "*", "tegra", CONDA_FORGE, url))
+            d.reasons.append(
+                "arm-variant=*=tegra selects conda-forge's Jetson build, which shares its build "
+                "string with the SBSA one"
+            )
         d.warnings.append(
             "conda-forge's CUDA build needs the __cuda virtual package: solving on a host "
             f"without a working driver needs CONDA_OVERRIDE_CUDA={cuda}"
@@ -189,8 +206,32 @@ def toolkit_pins(
     return [PackagePin("cuda-nvcc", f"{cuda}.*", None, NVIDIA, url)]
 
 
+def release_warnings(release: Release, patch: PatchRelease, python: str, d: Decision) -> None:
+    """Warnings for facts of the release itself that no primary source confirms."""
+    if release.is_unconfirmed(f"patches.{patch.version}"):
+        d.warnings.append(
+            f"torch {patch.version} is not confirmed by a primary source (release notes, "
+            "RELEASE.md, build records): its builds and companions are labtorch's best reading"
+        )
+    else:
+        for name in ("torchvision", "torchaudio"):
+            if release.is_unconfirmed(f"patches.{patch.version}.{name}"):
+                d.warnings.append(
+                    f"the {name} release that pairs with torch {patch.version} is not confirmed"
+                )
+    if release.is_unconfirmed("python"):
+        d.warnings.append(
+            f"the Pythons torch {release.line} supports (here {python}) are not confirmed"
+        )
+
+
 def route_warnings(
-    release: Release, variant: str, route: Route, compat: Compat, d: Decision
+    release: Release,
+    variant: str,
+    route: Route,
+    compat: Compat,
+    d: Decision,
+    platform: str = "linux-64",
 ) -> None:
     if variant == CPU:
         return
@@ -198,6 +239,15 @@ def route_warnings(
         d.warnings.append(
             f"the reference marks torch {release.line}'s {variant} build (or its arch list) as "
             "unconfirmed"
+        )
+    if (
+        route.kind == PIP
+        and platform == "win-64"
+        and release.is_unconfirmed(f"windows.variants.{variant}")
+    ):
+        d.warnings.append(
+            f"the arch list of torch {release.line}'s Windows {variant} wheels is not confirmed "
+            "for this release"
         )
     if route.cuda_builds.get(variant) is None:
         d.warnings.append(
@@ -267,7 +317,9 @@ def pins_and_sources(
                 release, patch, variant, python, platform, mirror, catalog, compat, d
             )
         else:
-            pins, channels = conda_forge_pins(patch, variant, python, mirror, compat, d)
+            pins, channels = conda_forge_pins(
+                patch, variant, python, mirror, compat, d, tegra=route.tegra
+            )
     except NotMirrored as exc:
         raise RequestError(f"{exc}, which this plan needs; choose a mirror that does") from None
     try:

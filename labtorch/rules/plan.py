@@ -14,6 +14,7 @@ from labtorch.rules.decision import Decision
 from labtorch.rules.model import (
     AUTO,
     CONDA_CHANNELS,
+    CONDA_FORGE,
     DRIVER_POLICIES,
     INSTALLERS,
     PIP,
@@ -23,8 +24,8 @@ from labtorch.rules.model import (
     Request,
     RequestError,
 )
-from labtorch.rules.pins import channel_urls, pins_and_sources, route_warnings
-from labtorch.rules.routes import choose_route
+from labtorch.rules.pins import channel_urls, pins_and_sources, release_warnings, route_warnings
+from labtorch.rules.routes import choose_route, conda_forge_route, is_tegra
 from labtorch.rules.variant import choose_variant, usable_gpu_report
 
 
@@ -32,7 +33,9 @@ def _check_request(request: Request, facts: HostFacts, compat: Compat) -> None:
     if request.installer not in INSTALLERS:
         raise RequestError(f"unknown installer {request.installer!r}; use conda or pip")
     if request.driver_policy not in DRIVER_POLICIES:
-        raise RequestError(f"unknown driver policy {request.driver_policy!r}; use strict or minor")
+        raise RequestError(
+            f"unknown driver policy {request.driver_policy!r}; use {', '.join(DRIVER_POLICIES)}"
+        )
     if request.conda_channel not in CONDA_CHANNELS:
         raise RequestError(
             f"unknown conda channel {request.conda_channel!r}; use {', '.join(CONDA_CHANNELS)}"
@@ -92,16 +95,22 @@ def _choose_python(
     request: Request, release: Release, patch: PatchRelease, facts: HostFacts, d: Decision
 ) -> str | None:
     wanted = request.python or (facts.python if request.installer == PIP else None)
-    supported = f"{release.python_min} to {release.python_max}"
+    newest = release.python_max_for(facts.platform, request.installer)
+    supported = f"{release.python_min} to {newest}"
     if wanted is None:
         d.reasons.append(
             f"Python {release.python_max}: the newest that torch {patch.version} supports "
-            f"({supported})"
+            f"({release.python_min} to {release.python_max})"
         )
         return release.python_max
-    if not release.supports_python(wanted):
+    if not release.supports_python(wanted, facts.platform, request.installer):
         d.reasons.append(f"torch {patch.version} supports Python {supported}, not {wanted}")
         return None
+    if not release.supports_python(wanted):
+        d.warnings.append(
+            f"torch {patch.version} supports Python up to {release.python_max}; PyPI also has "
+            f"Python {wanted} wheels for {facts.platform}, which its release notes do not list"
+        )
     return wanted
 
 
@@ -141,10 +150,13 @@ def plan_for_host(
     report, stop = usable_gpu_report(facts, request, d)
     if stop:
         return refuse(python)
+    if route.kind == CONDA_FORGE and report is not None and is_tegra(report.gpus, compat):
+        route = conda_forge_route(release, facts.platform, compat, patch, tegra=True)
     variant = choose_variant(request, release, patch, route, report, facts.platform, compat, d)
     if variant is None:
         return refuse(python)
-    route_warnings(release, variant, route, compat, d)
+    release_warnings(release, patch, python, d)
+    route_warnings(release, variant, route, compat, d, facts.platform)
     sources = pins_and_sources(
         request, release, patch, route, variant, python, facts.platform, catalog, compat, d
     )

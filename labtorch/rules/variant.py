@@ -17,9 +17,24 @@ from labtorch.data.compat import (
 from labtorch.data.gpus import Gpu
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
 from labtorch.rules.decision import Decision
-from labtorch.rules.driver import driver_need, driver_os, driver_runs
+from labtorch.rules.driver import (
+    MINOR,
+    STRICT,
+    driver_need,
+    driver_os,
+    driver_runs,
+    full_support_driver,
+    runs_minor,
+    runs_strict,
+)
 from labtorch.rules.model import AUTO, PIP, HostFacts, Request
-from labtorch.rules.routes import Route, conda_forge_route, conda_pytorch_route, pip_route
+from labtorch.rules.routes import (
+    Route,
+    conda_forge_route,
+    conda_pytorch_route,
+    is_tegra,
+    pip_route,
+)
 
 
 def _describe_gpu(gpu: Gpu) -> str:
@@ -40,16 +55,31 @@ def _kernel_summary(arch: ArchList | None, gpus: tuple[Gpu, ...]) -> str:
     return f"kernels {', '.join(kernels)} run on the GPUs"
 
 
+def _jit_gpus(arch: ArchList | None, gpus: tuple[Gpu, ...]) -> list[tuple[Gpu, str]]:
+    """The GPUs that would run ``arch`` only through PTX JIT, with the PTX they would use."""
+    if arch is None:
+        return []
+    jit = []
+    for gpu in gpus:
+        if gpu.capability is None:
+            continue
+        kernel = arch.kernel_for(gpu.capability)
+        if kernel and not kernel.startswith("sm_"):
+            jit.append((gpu, kernel))
+    return jit
+
+
 def _first_release_covering(
     gpus: tuple[Gpu, ...], release: Release, request: Request, platform: str, compat: Compat
 ) -> str | None:
+    tegra = is_tegra(gpus, compat)
     for later in compat.releases_from(release.line):
         routes = (
             [pip_route(later, platform)]
             if request.installer == PIP
             else [
                 conda_pytorch_route(later, platform),
-                conda_forge_route(later, platform, compat),
+                conda_forge_route(later, platform, compat, tegra=tegra),
             ]
         )
         for route in routes:
@@ -113,13 +143,125 @@ def choose_variant(
     if not covering:
         _explain_no_coverage(report.gpus, release, patch, route, request, platform, compat, d)
         return None
+    if request.driver_policy == AUTO:
+        return _choose_auto(covering, request, patch, route, report, os_name, compat, d)
     for variant in covering:
         runs, why = driver_runs(variant, report, request.driver_policy, os_name, compat)
         if runs:
             _explain_choice(variant, why, report, patch, route, d)
+            if request.driver_policy == MINOR:
+                _warn_minor_jit(variant, route, report, os_name, compat, d)
             return variant
         d.reasons.append(f"not {variant}: {why}")
     return _cpu_for_old_driver(covering, report, request, patch, os_name, compat, d)
+
+
+def _choose_auto(
+    covering: list[str],
+    request: Request,
+    patch: PatchRelease,
+    route: Route,
+    report: SmiReport,
+    os_name: str,
+    compat: Compat,
+    d: Decision,
+) -> str:
+    """``auto``: the newest build the driver runs in full; else the newest that CUDA
+    minor-version compatibility runs with compiled kernels for every GPU; else CPU."""
+    refused = []
+    for variant in covering:
+        runs, why = runs_strict(variant, report, os_name, compat)
+        if runs:
+            _explain_choice(variant, why, report, patch, route, d)
+            return variant
+        refused.append(f"not {variant}: {why}")
+    minor_refused = []
+    for variant in covering:
+        runs, why = runs_minor(variant, report, os_name, compat)
+        if not runs:
+            minor_refused.append(f"not {variant} under minor-version compatibility either: {why}")
+            continue
+        arch = route.cuda_builds[variant]
+        if arch is None:
+            minor_refused.append(
+                f"not {variant} under minor-version compatibility: its arch list is not "
+                "confirmed, so labtorch cannot tell whether a GPU would need a JIT"
+            )
+            continue
+        jit = _jit_gpus(arch, report.gpus)
+        if jit:
+            names = ", ".join(f"{_describe_gpu(gpu)} would JIT {kernel}" for gpu, kernel in jit)
+            minor_refused.append(
+                f"not {variant} under minor-version compatibility: {names}, and an older "
+                "driver cannot compile PTX from a newer CUDA"
+            )
+            continue
+        _explain_minor_choice(variant, arch, covering, report, patch, route, os_name, compat, d)
+        return variant
+    d.reasons.extend(refused)
+    d.reasons.extend(minor_refused)
+    return _cpu_for_old_driver(covering, report, request, patch, os_name, compat, d)
+
+
+def _explain_minor_choice(
+    variant: str,
+    arch: ArchList,
+    covering: list[str],
+    report: SmiReport,
+    patch: PatchRelease,
+    route: Route,
+    os_name: str,
+    compat: Compat,
+    d: Decision,
+) -> None:
+    cuda = cuda_of_variant(variant)
+    major = cuda.split(".")[0]
+    minimum = compat.cuda[cuda].minor_compat[os_name]
+    shown = report.cuda_version or "unknown"
+    oldest = cuda_of_variant(covering[-1])
+    kernels = sorted({arch.kernel_for(gpu.capability) for gpu in report.gpus if gpu.capability})
+    d.reasons.append(
+        f"no build of torch {patch.version} from {route.description} that has kernels for "
+        f"these GPUs is as old as the driver's CUDA {shown} (the oldest is CUDA {oldest})"
+    )
+    d.reasons.append(
+        f"{variant} through CUDA minor-version compatibility: driver "
+        f"{report.driver_version} is at least {minimum}, so it runs any CUDA {major}.x build, "
+        f"with a limited feature set; every GPU has its own compiled kernels in it "
+        f"({', '.join(kernels)}), so nothing needs the JIT compilation of newer PTX that "
+        "minor-version compatibility cannot do"
+    )
+    d.warnings.append(
+        f"driver {report.driver_version} (CUDA {shown}) runs {variant} only through CUDA "
+        f"minor-version compatibility, with a limited feature set; for full support install "
+        f"driver {full_support_driver(variant, os_name, compat)}"
+    )
+    if route.tegra:
+        d.warnings.append(
+            "on a Jetson the driver comes with JetPack (L4T), and no primary source read for "
+            "labtorch confirms minor-version compatibility there: upgrade JetPack to one whose "
+            f"CUDA is {cuda} or newer if this build fails to initialise"
+        )
+
+
+def _warn_minor_jit(
+    variant: str,
+    route: Route,
+    report: SmiReport,
+    os_name: str,
+    compat: Compat,
+    d: Decision,
+) -> None:
+    """Under ``minor``, a build that runs only by minor-version compatibility and needs PTX
+    JIT for a GPU is kept (the admin asked for it) but said to be likely to fail."""
+    if runs_strict(variant, report, os_name, compat)[0]:
+        return
+    for gpu, kernel in _jit_gpus(route.cuda_builds.get(variant), report.gpus):
+        d.warnings.append(
+            f"{_describe_gpu(gpu)} would run {variant} through JIT compilation of {kernel}, "
+            "which CUDA minor-version compatibility does not support: expect it to fail; "
+            f"driver policy auto would not choose this build"
+        )
 
 
 def _requested_cpu(report: SmiReport | None, d: Decision) -> str:
@@ -154,6 +296,8 @@ def _newest_first(variants) -> list[str]:
 def _covering_variants(route: Route, gpus: tuple[Gpu, ...], d: Decision) -> list[str]:
     """The route's CUDA variants with kernels for every GPU, newest first; each other one is
     named with the GPUs it lacks."""
+    for variant, why in route.excluded.items():
+        d.reasons.append(f"not {variant}: {why}")
     covering = []
     for variant in _newest_first(route.cuda_builds):
         uncovered = _uncovered_gpus(route.cuda_builds[variant], gpus)
@@ -218,9 +362,10 @@ def _cpu_for_old_driver(
         f"{report.cuda_version or 'unknown'}) is too old for every CUDA build of torch "
         f"{patch.version} that has kernels for this host's GPUs"
     )
+    policy = STRICT if request.driver_policy == AUTO else request.driver_policy
     d.warnings.append(
         f"upgrade the NVIDIA driver to use the GPU(s): {covering[-1]} needs "
-        f"{driver_need(covering[-1], request.driver_policy, os_name, compat)}"
+        f"{driver_need(covering[-1], policy, os_name, compat)}"
     )
     return CPU
 
@@ -249,7 +394,19 @@ def _check_fixed_variant(
             f"(built for {route.cuda_builds[variant]})"
         )
         return None
-    runs, why = driver_runs(variant, report, request.driver_policy, os_name, compat)
+    policy = request.driver_policy
+    runs, why = driver_runs(variant, report, STRICT if policy == AUTO else policy, os_name, compat)
+    minor_only = False
+    if not runs and policy == AUTO:
+        minor, minor_why = runs_minor(variant, report, os_name, compat)
+        jit = _jit_gpus(route.cuda_builds[variant], report.gpus)
+        if minor and not jit and route.cuda_builds[variant] is not None:
+            runs, why, minor_only = True, minor_why, True
+        elif minor and jit:
+            why += (
+                f"; under minor-version compatibility {_describe_gpu(jit[0][0])} would need a "
+                f"JIT of {jit[0][1]}, which an older driver cannot do"
+            )
     if not runs:
         d.reasons.append(f"{variant} was requested but {why}")
         return None
@@ -257,4 +414,13 @@ def _check_fixed_variant(
         f"{variant} was requested; {why}; "
         f"{_kernel_summary(route.cuda_builds[variant], report.gpus)}"
     )
+    if minor_only:
+        d.warnings.append(
+            f"driver {report.driver_version} (CUDA {report.cuda_version or 'unknown'}) runs "
+            f"{variant} only through CUDA minor-version compatibility, with a limited feature "
+            f"set; for full support install driver "
+            f"{full_support_driver(variant, os_name, compat)}"
+        )
+    elif policy == MINOR:
+        _warn_minor_jit(variant, route, report, os_name, compat, d)
     return variant
