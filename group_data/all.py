@@ -1,8 +1,11 @@
 """labtorch settings for every host. A group file (gpu.py, cpu.py, ...) or an inventory host
 overrides any of them; an unknown ``torch_*`` key or a bad value stops the run before any host is
-touched, naming this file and the key."""
+touched, naming this file and the key.
 
-# The PyTorch release to pin: "2.3.1", or a release line such as "2.9" (its newest patch).
+Versions are text: quote them ("2.3", "3.10"). Unquoted, Python and pyinfra's --data read 3.10 as
+the number 3.1, so a number is refused; on the command line: --data 'torch_python="3.10"'."""
+
+# The PyTorch release to pin: "2.3.1", or a release line such as "2.9" (its newest patch), quoted.
 torch_release = "2.3.1"
 
 # "conda" (an env in the host's conda) or "pip" (a venv made with the host's python3).
@@ -20,7 +23,10 @@ torch_driver_policy = "strict"
 # python3 (pip).
 torch_python = None
 
-# The env's name: a conda env under the conda root's envs/, or a venv under torch_venv_root.
+# The env's name: a conda env under the conda root's envs/, or a venv under torch_venv_root. One
+# plain name (letters, digits, _ . -, not starting with . or -): "..", "." or a path, which would
+# put the env outside that directory (".." of envs/ is the conda root, the base env), is refused.
+# torch_venv_root: an absolute directory, without . or .. in it.
 torch_env = "torch"
 torch_venv_root = "/opt/labtorch/venvs"
 
@@ -37,7 +43,8 @@ torch_mirror = "tuna"
 torch_mirror_url = None
 
 # Where wheels of non-default variants come from (TUNA has no PyTorch wheel index): a mirror
-# name ("aliyun", "nju", "upstream") or a flat find-links URL containing {variant}.
+# name ("aliyun", "nju", "upstream") or a flat find-links URL containing {variant}, its only
+# placeholder (write a literal brace twice: {{ }}).
 torch_wheel_mirror = "aliyun"
 torch_wheel_mirror_url = None
 
@@ -45,7 +52,9 @@ torch_wheel_mirror_url = None
 # to address ranges it flags for bulk downloads, and has dropped whole mirrors without notice):
 # names ("bfsu" is TUNA's sister site; "nju" also serves the PyTorch wheels) or TUNA-layout base
 # URLs, tried in order. A fallback that would pin anything else is left out, with a warning.
-# [] turns fallbacks off.
+# A fallback URL is taken to be laid out like torch_mirror_url: when torch_wheel_mirror_url lies
+# under torch_mirror_url, the fallback's wheel page is the same path under the fallback's URL
+# (pip tries it first, then the fallback's PyPI with the first wheel page). [] turns fallbacks off.
 torch_fallback_mirrors = ["bfsu"]
 
 # The condarc labtorch owns: "auto" ("system" when the SSH user is root, else "user"), "system"
