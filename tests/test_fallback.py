@@ -11,6 +11,7 @@ from labtorch.deploy.settings import Settings
 from labtorch.rules.fallback import PipSource, mirror_urls, usable_fallbacks
 from labtorch.rules.model import Plan, RequestError
 from labtorch.rules.plan import plan_for_host
+from labtorch.rules.provenance import origins_for
 from labtorch.rules.verdict import judge
 
 HOSTS = {
@@ -145,7 +146,7 @@ def test_the_probe_accepts_the_plans_mirror_and_its_fallbacks_only(served_by, pa
     facts, _, _ = HOSTS["H100 on 570, conda-forge 2.7.1"]
     first = plan(facts, torch="2.7.1", installer="conda")
     bfsu = plan(facts, torch="2.7.1", installer="conda", mirror="bfsu")
-    expected = expectation_for(first, [bfsu], facts.nvidia_smi)
+    expected = expectation_for(first, origins_for(first, [bfsu], CATALOG), facts.nvidia_smi)
     assert (expected.torch, expected.variant, expected.gpus) == ("2.7.1", "cu126", 1)
     probe = {
         "packages": {"torch": {"version": "2.7.1", "error": None}},

@@ -6,13 +6,14 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from test_rules import host, plan
+from test_rules import CATALOG, host, plan
 
 from labtorch.data.gpus import ComputeCapability, Gpu
 from labtorch.deploy.inputs import expectation_for
 from labtorch.facts import probe_script
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
 from labtorch.facts.pyinfra_facts import TorchProbe
+from labtorch.rules.provenance import origins_for
 from labtorch.rules.verdict import Expectation, judge
 
 MIRROR = "http://m.example/anaconda/cloud/conda-forge"
@@ -174,7 +175,7 @@ H100 = Gpu(0, "NVIDIA H100 80GB HBM3", capability=ComputeCapability.parse("9.0")
 )  # fmt: skip
 def test_the_expectation_counts_gpus_and_knows_which_are_in_mig_mode(smi, gpus, mig):
     first = plan(host("590.48", "13.1", ("NVIDIA H100 80GB HBM3", "9.0")), torch="2.7.1")
-    expected = expectation_for(first, [], smi)
+    expected = expectation_for(first, origins_for(first, [], CATALOG), smi)
     assert expected.count_devices
     if gpus is not None:
         assert expected.gpus == gpus

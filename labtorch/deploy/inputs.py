@@ -13,8 +13,8 @@ from labtorch.data.mirrors import (
 from labtorch.deploy.settings import Settings
 from labtorch.facts.host_state import HostState
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
-from labtorch.rules.fallback import mirror_urls
 from labtorch.rules.model import HostFacts, Plan, Request
+from labtorch.rules.provenance import Origins
 from labtorch.rules.verdict import Expectation
 
 SITE_MIRROR = "site"
@@ -133,10 +133,10 @@ def reusable_probe(host_state: HostState) -> dict | None:
 
 
 def expectation_for(
-    plan: Plan, fallbacks: list[Plan], smi: SmiReport | SmiFailure | None
+    plan: Plan, origins: Origins, smi: SmiReport | SmiFailure | None
 ) -> Expectation:
     """What the probe must find: the plan's build, on every GPU nvidia-smi listed, from the
-    plan's mirror or one of its fallbacks (an env a fallback served passes on every rerun).
+    mirror or one of its fallbacks (an env a fallback served passes on every rerun).
 
     torch must see as many CUDA devices as nvidia-smi lists GPUs, unless a GPU is in MIG mode:
     then CUDA enumerates one MIG compute instance and no other GPU, so torch must see at least
@@ -147,9 +147,9 @@ def expectation_for(
         variant=plan.variant,
         cuda=plan.cuda,
         gpus=len(gpus),
-        mirrors=mirror_urls([plan]),
+        mirrors=list(origins.mirror),
         plan_note="; ".join(plan.warnings) or plan.reasons[-1],
-        fallbacks=mirror_urls(fallbacks),
+        fallbacks=list(origins.fallback),
         count_devices=True,
         mig_gpus=tuple(gpu.index for gpu in gpus if gpu.mig_enabled),
     )

@@ -40,7 +40,7 @@ from labtorch.rules.envdiff import OK, env_diff
 from labtorch.rules.fallback import PipSource, usable_fallbacks
 from labtorch.rules.model import PackagePin, Plan, Request, RequestError
 from labtorch.rules.plan import plan_for_host
-from labtorch.rules.provenance import accepted_origins
+from labtorch.rules.provenance import origins_for
 
 _checked: set[int] = set()
 
@@ -190,7 +190,8 @@ def install_pytorch() -> None:
         return
     pins = [*plan.packages, *plan.toolkit]
     fallbacks = _fallbacks(host_state, settings, request, catalog, plan)
-    accepted = accepted_origins(plan, fallbacks, catalog)
+    origins = origins_for(plan, fallbacks, catalog)
+    accepted = list(origins.accepted)
     if settings.installer == "conda":
         _conda_steps(host_state, plan, fallbacks, pins, mirror, catalog, accepted)
     else:
@@ -224,7 +225,7 @@ def install_pytorch() -> None:
     checks.verify(
         name="Prove torch works",
         python=f"{host_state.env_path}/bin/python",
-        expected=expectation_for(plan, fallbacks, host_state.nvidia_smi),
+        expected=expectation_for(plan, origins, host_state.nvidia_smi),
         reused=reusable_probe(host_state) if unchanged and settings.probe == "on-change" else None,
         kernel_driver=host_state.kernel_driver,
         on_result=_keep_probe(run),

@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 
 from labtorch.facts.host_state import InstalledPackage
 from labtorch.rules.model import PackagePin
+from labtorch.rules.provenance import is_under
 
 OK = "ok"
 CREATE = "create"
@@ -73,14 +74,6 @@ def _label_kept_by_pip(pin: PackagePin, installed: dict[str, InstalledPackage]) 
     )
 
 
-def from_accepted_mirror(url: str | None, accepted: Sequence[str]) -> bool:
-    """Whether a package's recorded URL is under one of the ``accepted`` URL prefixes; a package
-    with no recorded URL (pip's dist-info) cannot be judged here and passes."""
-    if url is None:
-        return True
-    return any(url.startswith(prefix.rstrip("/") + "/") for prefix in accepted)
-
-
 def env_diff(
     pins: Sequence[PackagePin],
     installed: dict[str, InstalledPackage] | None,
@@ -91,7 +84,8 @@ def env_diff(
     """Compare an env with every pin of a plan, toolkit included.
 
     + installed: the env's packages (None: no env)
-    + accepted: URL prefixes a package may have come from (None: provenance not checked)
+    + accepted: URL prefixes a package may have come from (None: provenance not checked; a
+      package with no recorded URL, as pip's dist-info, cannot be judged here)
     + foreign: a directory is at the env's path but it is not an env
     """
     if foreign:
@@ -109,7 +103,9 @@ def env_diff(
     elsewhere = [
         installed[pin.name]
         for pin in pins
-        if accepted is not None and not from_accepted_mirror(installed[pin.name].url, accepted)
+        if accepted is not None
+        and installed[pin.name].url is not None
+        and not is_under(installed[pin.name].url, accepted)
     ]
     if elsewhere:
         problems = tuple(f"{p.name} came from {p.url}, not from the mirror" for p in elsewhere)

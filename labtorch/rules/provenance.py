@@ -1,31 +1,73 @@
 """What counts as "from the mirror": the URL prefixes an env's packages may have come from (pure).
 
 A package is from the mirror when its URL is under one of:
-- the plan's channels, PyPI index and wheel page on the configured mirror;
+- the plan's channels, PyPI and wheel page on the configured mirror;
 - the same channels on every other mirror of the catalog that carries them, upstream excepted
   (TUNA, BFSU, NJU, ... serve the same conda-forge: switching ``torch_mirror`` between them
   does not make a fleet's envs wrong);
-- the configured fallback mirrors' channels and indexes.
-Anything else (an upstream channel, a stale URL of a mirror that moved, a hand-installed file)
-is reinstalled from the mirror by the next deploy.
+- the configured fallback mirrors' channels, PyPI and wheel pages (accepted, with a note: the
+  first mirror failed that install).
+Anything else (an upstream channel or index, a stale URL of a mirror that moved, a file
+installed by hand) is reinstalled from the mirror by the next deploy, and fails the probe.
+A PyPI index counts by its root (``.../pypi/web`` for ``.../pypi/web/simple``): the simple
+pages link the files under ``.../pypi/web/packages``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 from labtorch.data.mirrors import DEFAULTS, UPSTREAM, MirrorCatalog
-from labtorch.rules.fallback import mirror_urls
 from labtorch.rules.model import Plan
 
 
-def accepted_origins(plan: Plan, fallbacks: list[Plan], catalog: MirrorCatalog) -> list[str]:
-    """The URL prefixes ``plan``'s packages may come from, first the plan's own."""
-    prefixes = mirror_urls([plan, *fallbacks])
-    for mirror in catalog.mirrors.values():
-        if mirror.name == UPSTREAM:
+@dataclass(frozen=True)
+class Origins:
+    """The URL prefixes packages may come from: the mirror's, and the fallbacks'."""
+
+    mirror: tuple[str, ...]
+    fallback: tuple[str, ...] = ()
+
+    @property
+    def accepted(self) -> tuple[str, ...]:
+        return (*self.mirror, *self.fallback)
+
+
+def _index_root(url: str) -> str:
+    stripped = url.rstrip("/")
+    return stripped[: -len("/simple")] if stripped.endswith("/simple") else stripped
+
+
+def plan_urls(plan: Plan) -> list[str]:
+    """Every URL a plan fetches from: its channels, its pins' sources, its PyPI (by root)."""
+    urls = [*plan.channel_urls, *(pin.url for pin in (*plan.packages, *plan.toolkit))]
+    if plan.index_url:
+        urls.append(_index_root(plan.index_url))
+    if plan.wheel_index:
+        urls.append(plan.wheel_index[1])
+    return [url for url in urls if url]
+
+
+def origins_for(plan: Plan, fallbacks: Sequence[Plan], catalog: MirrorCatalog) -> Origins:
+    """The prefixes ``plan``'s packages may come from; ``fallbacks`` are the usable fallback
+    mirrors' plans."""
+    fallback = list(dict.fromkeys(url for plan_ in fallbacks for url in plan_urls(plan_)))
+    mirror = plan_urls(plan)
+    for other in catalog.mirrors.values():
+        if other.name == UPSTREAM:
             continue
         for channel in plan.channels:
             if channel == DEFAULTS:
-                prefixes.extend(mirror.default_channels)
-            elif mirror.carries(channel):
-                prefixes.append(mirror.channel_url(channel))
-    return list(dict.fromkeys(prefixes))
+                mirror.extend(other.default_channels)
+            elif other.carries(channel):
+                mirror.append(other.channel_url(channel))
+    # A configured fallback is noted when it serves, even where the catalog counts it as the
+    # mirror's equal: the first mirror failed, and the admin should know.
+    mirror = [url for url in dict.fromkeys(mirror) if url not in fallback]
+    return Origins(tuple(mirror), tuple(fallback))
+
+
+def is_under(url: str, prefixes: Sequence[str]) -> bool:
+    """Whether ``url`` is one of ``prefixes`` or lies below one of them."""
+    return any(url == p or url.startswith(p.rstrip("/") + "/") for p in prefixes)

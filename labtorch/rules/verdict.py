@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 from labtorch.data.compat import ArchList
 from labtorch.data.gpus import ComputeCapability
+from labtorch.rules.provenance import is_under
 
 FAMILY = ("torch", "torchvision", "torchaudio")
 
@@ -23,9 +24,9 @@ class Expectation:
     + variant: the planned variant (``cpu``, ``cu126``, ...)
     + cuda: the build's CUDA version, None for a CPU build
     + gpus: how many GPUs nvidia-smi listed on the host
-    + mirrors: the URLs packages may come from (channels, indexes, wheel pages)
+    + mirrors: the URL prefixes packages may come from (:mod:`labtorch.rules.provenance`)
     + plan_note: why the plan is what it is (shown when a GPU host is given a CPU build)
-    + fallbacks: the fallback mirrors' URLs: packages from them pass, with a note that says so
+    + fallbacks: the fallback mirrors' URL prefixes: packages from them pass, with a note
     + count_devices: hold ``torch.cuda.device_count()`` to what nvidia-smi lists (see
       ``_count_problems``); off for a caller that knows too little of the host's GPUs
     + mig_gpus: nvidia-smi's indices of the GPUs in MIG mode
@@ -53,31 +54,32 @@ def _kernel(arch_list: list[str], capability: str) -> str | None:
     return ArchList.from_torch(arch_list).kernel_for(ComputeCapability.parse(capability))
 
 
-def _netlocs(urls: list[str]) -> set[str]:
-    return {urlsplit(url).netloc for url in urls}
-
-
 def _origin_problems(probe: dict, expected: Expectation) -> tuple[list[str], list[str]]:
-    """Packages that came from anywhere but the mirror's hosts (failures); unknown origins and
-    packages that a fallback mirror served (notes: the first mirror failed that install)."""
-    primary = _netlocs(expected.mirrors)
-    fallback = _netlocs(expected.fallbacks) - primary
+    """Packages that came from anywhere but the mirror (failures); unknown origins and packages
+    that a fallback mirror served (notes: the first mirror failed that install). What counts as
+    the mirror: :mod:`labtorch.rules.provenance`."""
     failures, notes = [], []
     for name in FAMILY:
         origin = (probe.get("origins") or {}).get(name)
         if not origin or probe["packages"].get(name, {}).get("version") is None:
             continue
         url = origin.get("url")
-        netloc = urlsplit(url).netloc if url else None
         if url is None:
             notes.append(f"{name}: where pip downloaded it from was not recorded")
-        elif netloc in fallback:
+        elif is_under(url, expected.mirrors):
+            continue
+        elif is_under(url, expected.fallbacks):
             notes.append(
-                f"{name} came from the fallback mirror {netloc}: the first mirror failed this "
-                "install; check it with `labtorch mirrors`"
+                f"{name} came from the fallback mirror {urlsplit(url).netloc}: the first mirror "
+                "failed this install; check it with `labtorch mirrors`"
             )
-        elif netloc not in primary:
-            allowed = ", ".join(sorted(primary | fallback))
+        else:
+            allowed = ", ".join(
+                sorted(
+                    {urlsplit(u).netloc for u in expected.fallbacks}
+                    | {urlsplit(u).netloc for u in expected.mirrors[:1]}
+                )
+            )
             failures.append(f"{name} came from {url}, not from the mirror ({allowed})")
     return failures, notes
 
