@@ -5,7 +5,12 @@
 - ``anaconda/pkgs/main/{linux-64,noarch}``: ``python`` 3.11.2 (the host's Debian Python, run as a
   venv-style interpreter) and a real ``pip``; ``anaconda/pkgs/{r,msys2}`` empty;
 - ``anaconda/cloud/pytorch/{linux-64,noarch}``: the old pytorch channel's 2.3.1 builds (cpu,
-  cuda11.8, cuda12.1) with ``pytorch-mutex``, ``cpuonly`` and ``pytorch-cuda``;
+  cuda11.8, cuda12.1) with ``pytorch-mutex``, ``cpuonly`` and ``pytorch-cuda``, which depends on
+  the nvidia channel's CUDA packages as the real one does;
+- ``anaconda-extra/cloud/nvidia/{linux-64,noarch}``: the nvidia channel as SUSTech serves it
+  (TUNA has none), with ``cuda-runtime``, ``cuda-libraries``, ``cuda-cudart``, ... of CUDA 11.8
+  and 12.1 (:mod:`labtorch_sim.cuda_packages`); ``anaconda/cloud/nvidia`` links to it, where
+  labtorch looks for it on a site mirror with TUNA's layout;
 - ``anaconda/cloud/conda-forge/{linux-64,noarch}``: conda-forge's pytorch 2.7.1 (cpu, cuda126),
   ``cuda-version``, and ``python``/``pip`` as on main;
 - ``pypi/web/simple/`` (PEP 503) with the wheels in ``pypi/web/packages/``: torch 2.9.1 as PyPI
@@ -38,7 +43,7 @@ from urllib.parse import quote
 from labtorch.data import compat
 from labtorch.data.compat import CPU, ArchList, Release, cuda_of_variant, load_compat
 from labtorch.data.files import packaged_data_file
-from labtorch_sim import condapkg
+from labtorch_sim import condapkg, cuda_packages
 from labtorch_sim.condapkg import (
     CONDA,
     NOARCH,
@@ -47,6 +52,7 @@ from labtorch_sim.condapkg import (
     index_channel,
     write_package,
 )
+from labtorch_sim.cuda_packages import nvidia_channel_packages, pytorch_cuda_packages
 from labtorch_sim.standin_torch import PACKAGES, TorchBuild, payload, source_files
 
 MAIN = Path("anaconda/pkgs/main")
@@ -55,6 +61,10 @@ MAIN = Path("anaconda/pkgs/main")
 EMPTY_DEFAULTS = (Path("anaconda/pkgs/r"), Path("anaconda/pkgs/msys2"))
 PYTORCH = Path("anaconda/cloud/pytorch")
 CONDA_FORGE = Path("anaconda/cloud/conda-forge")
+# The nvidia channel where SUSTech serves it (mirrors.md §2.3), and where labtorch expects it on
+# a site mirror with TUNA's layout (labtorch.data.mirrors.tuna_layout_mirror): a symlink.
+NVIDIA = Path("anaconda-extra/cloud/nvidia")
+NVIDIA_ON_SITE_MIRROR = Path("anaconda/cloud/nvidia")
 PYPI = Path("pypi/web")
 WHEELS = Path("pytorch-wheels")
 STAMP = ".labtorch-mirror-content.json"
@@ -347,10 +357,9 @@ def pytorch_channel_packages() -> list[CondaPackage]:
             "pytorch-mutex", "1.0", "cpu", NOARCH, build_number=100, track_features="pytorch-cpu"
         ),
         CondaPackage("cpuonly", "2.0", "0", NOARCH, depends=("pytorch-mutex 1.0 cpu",)),
-        # The real metapackages pull the CUDA libraries from the nvidia channel (which TUNA does
-        # not mirror); the stand-in torch needs none, so these have no dependencies.
-        CondaPackage("pytorch-cuda", "11.8", "h7e8668a_5", NOARCH),
-        CondaPackage("pytorch-cuda", "12.1", "ha16c6d3_5", NOARCH),
+        # The metapackages pull the CUDA libraries from the nvidia channel, which TUNA does not
+        # mirror (see cuda_packages): without it, the CUDA builds cannot be installed.
+        *pytorch_cuda_packages(),
     ]
     return packages
 
@@ -498,6 +507,7 @@ def _content_digest(pip_wheel: Path) -> str:
     sources = [
         Path(__file__),
         Path(condapkg.__file__),
+        Path(cuda_packages.__file__),
         Path(compat.__file__),
         packaged_data_file("releases.yaml"),
         packaged_data_file("cuda.yaml"),
@@ -533,13 +543,16 @@ def build_mirror_content(root: Path) -> None:
     if stamp.is_file() and json.loads(stamp.read_text()).get("digest") == digest:
         return
     stamp.unlink(missing_ok=True)
-    for top in ("anaconda", "pypi", WHEELS.name):
+    for top in ("anaconda", NVIDIA.parts[0], "pypi", WHEELS.name):
         shutil.rmtree(root / top, ignore_errors=True)
     base = python_packages(pip_wheel)
     _write_conda_channel(root / MAIN, base)
     for channel in EMPTY_DEFAULTS:
         _write_conda_channel(root / channel, [])
     _write_conda_channel(root / PYTORCH, pytorch_channel_packages())
+    _write_conda_channel(root / NVIDIA, nvidia_channel_packages())
+    link = root / NVIDIA_ON_SITE_MIRROR
+    link.symlink_to(Path(*[".."] * (len(link.parent.relative_to(root).parts))) / NVIDIA)
     _write_conda_channel(root / CONDA_FORGE, [*base, *conda_forge_packages()], root / MAIN)
     _write_pypi(root / PYPI, pypi_wheels(), pip_wheel)
     for variant in WHEEL_VARIANTS:

@@ -355,10 +355,20 @@ def _cuda_check(host: Host, rc: int, **env: str) -> Any:
 
 
 def test_cuda_absent_without_driver(host: Host) -> None:
-    error = _cuda_check(host, rc=1)
+    """The classic solver, as observed in conda-cli.md §4: a missing ``__cuda`` is a package
+    "not available from current channels"."""
+    error = _cuda_check(host, rc=1, CONDA_SOLVER="classic")
     assert error["exception_name"] == "PackagesNotFoundInChannelsError"
     assert error["packages"] == ["__cuda[version='>=12.1']"]
     assert "__cuda" not in [name for name, *_ in host.json("info")["virtual_pkgs"]]
+
+
+def test_cuda_absent_without_driver_with_libmamba(host: Host) -> None:
+    """libmamba (Miniconda's default solver) says that nothing provides the dependency, and
+    which package needs it (conda-libmamba-solver ``solver.py`` ``_parse_problems``)."""
+    error = _cuda_check(host, rc=1)
+    assert error["exception_name"] == "LibMambaUnsatisfiableError"
+    assert "nothing provides __cuda >=12.1 needed by cuda-driver-check-1.0-0" in error["message"]
 
 
 def test_cuda_from_host_file(host: Host) -> None:
@@ -375,7 +385,7 @@ def test_cuda_absent_when_driver_and_kernel_module_differ(host: Host) -> None:
 @pytest.mark.parametrize(("override", "rc"), [("12.1", 0), ("11.8", 1), ("", 1)])
 def test_cuda_override(host: Host, override: str, rc: int) -> None:
     host.write_host_file(cuda="12.8")
-    result = _cuda_check(host, rc=rc, CONDA_OVERRIDE_CUDA=override)
+    result = _cuda_check(host, rc=rc, CONDA_OVERRIDE_CUDA=override, CONDA_SOLVER="classic")
     if rc:
         assert result["exception_name"] == "PackagesNotFoundInChannelsError"
 
@@ -815,3 +825,89 @@ def test_conda_format_packages_install_and_round_trip(host: Host) -> None:
     explicit.write_text(listing)
     host.json("create", "-n", "six-again", "-y", "--file", str(explicit))
     assert host.json("list", "-n", "six-again") == host.json("list", "-n", "six")
+
+
+# --- the article's route on the lab's mirror (issue 10 item 3) -----------------------------
+# The stand-in against the lab mirror's own content (conftest's ``root``), with the condarc of
+# TUNA's help page plus the nvidia channel where a site mirror has it.
+
+
+@pytest.fixture(scope="module")
+def lab_mirror(root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    state = tmp_path_factory.mktemp("lab-mirror")
+    try:
+        yield start_mirror(root, state).url
+    finally:
+        stop_mirror(state)
+
+
+@pytest.fixture
+def tuna_host(tmp_path: Path, runtime: Path, lab_mirror: str) -> Host:
+    host = _make_host(tmp_path, runtime, Mirror(lab_mirror, tmp_path / "unused.log"))
+    (host.home / ".condarc").write_text(
+        "channels: [defaults]\n"
+        f"default_channels: [{lab_mirror}/anaconda/pkgs/main]\n"
+        "custom_channels:\n"
+        f"  pytorch: {lab_mirror}/anaconda/cloud\n"
+        f"  nvidia: {lab_mirror}/anaconda/cloud\n"
+    )
+    return host
+
+
+ARTICLE = ("pytorch==2.3.1", "torchvision==0.18.1", "torchaudio==2.3.1")
+
+
+@pytest.mark.parametrize(
+    ("cuda", "build", "cudart"),
+    [
+        ("12.1", "py3.11_cuda12.1_cudnn8.9.2_0", "12.1.105"),
+        ("11.8", "py3.11_cuda11.8_cudnn8.7.0_0", "11.8.89"),
+    ],
+)
+def test_the_articles_command_takes_pytorch_cuda_from_the_nvidia_channel(
+    tuna_host: Host, lab_mirror: str, cuda: str, build: str, cudart: str
+) -> None:
+    """``conda install pytorch==2.3.1 torchvision==0.18.1 torchaudio==2.3.1 pytorch-cuda=12.1
+    -c pytorch -c nvidia`` (pytorch.org's previous-versions page, torch-matrix.md §3.1): the
+    CUDA build with its real build string, and pytorch-cuda's CUDA libraries from nvidia."""
+    host = tuna_host
+    args = ("create", "-n", "t", "-y", *ARTICLE, f"pytorch-cuda={cuda}", "-c", "pytorch")
+    linked = _by_name(host.json(*args, "-c", "nvidia")["actions"]["LINK"])
+    assert linked["pytorch"]["build_string"] == build
+    assert (linked["pytorch-cuda"]["channel"], linked["pytorch-cuda"]["version"]) == (
+        "pytorch",
+        cuda,
+    )
+    for name, version in (("cuda-cudart", cudart), ("cuda-runtime", f"{cuda}.0")):
+        assert (linked[name]["channel"], linked[name]["version"]) == ("nvidia", version)
+    nvidia = {name for name, entry in linked.items() if entry["channel"] == "nvidia"}
+    assert {"cuda-libraries", "libcublas", "libcufft", "libcusparse", "libnpp"} <= nvidia
+    record = host.meta("t", f"cuda-cudart-{cudart}-0")
+    assert record["url"].startswith(f"{lab_mirror}/anaconda/cloud/nvidia/linux-64/")
+
+
+def test_the_cpu_build_with_cpuonly_needs_no_nvidia_channel(tuna_host: Host) -> None:
+    args = ("create", "-n", "t", "-y", *ARTICLE, "cpuonly", "-c", "pytorch")
+    linked = _by_name(tuna_host.json(*args)["actions"]["LINK"])
+    assert linked["pytorch"]["build_string"] == "py3.11_cpu_0"
+    assert linked["pytorch-mutex"]["build_string"] == "cpu"
+    assert not [name for name in linked if name.startswith(("cuda-", "libcu"))]
+
+
+def test_without_the_nvidia_channel_nothing_provides_cuda_cudart(tuna_host: Host) -> None:
+    """The article's error: the pytorch channel's CUDA builds need the nvidia channel, and
+    conda with libmamba (Miniconda's default) says "nothing provides cuda-cudart >=12.1,<12.2
+    needed by pytorch-cuda-12.1-ha16c6d3_5"; the classic solver lists cuda-cudart among the
+    packages "not available from current channels". Nothing is created either way."""
+    host = tuna_host
+    args = ("create", "-n", "t", "-y", *ARTICLE, "pytorch-cuda=12.1", "-c", "pytorch")
+    error = host.json(*args, rc=1)
+    assert error["exception_name"] == "LibMambaUnsatisfiableError"
+    assert (
+        "nothing provides cuda-cudart >=12.1,<12.2 needed by pytorch-cuda-12.1-ha16c6d3_5"
+        in error["message"]
+    )
+    classic = host.json(*args, rc=1, CONDA_SOLVER="classic")
+    assert classic["exception_name"] == "PackagesNotFoundInChannelsError"
+    assert "cuda-cudart[version='>=12.1,<12.2']" in classic["packages"]
+    assert not (host.root / "envs" / "t").exists()

@@ -17,6 +17,7 @@ from urllib.parse import urljoin, urlsplit
 from urllib.request import Request, urlopen
 
 import pytest
+from rattler import BuildString, MatchSpec, PackageRecord
 
 from labtorch.data.compat import cuda_of_variant, load_compat
 from labtorch_sim.mirror import (
@@ -35,6 +36,8 @@ CHANNELS = [
     "anaconda/pkgs/msys2",
     "anaconda/cloud/pytorch",
     "anaconda/cloud/conda-forge",
+    "anaconda-extra/cloud/nvidia",
+    "anaconda/cloud/nvidia",
 ]
 SUBDIRS = ["linux-64", "noarch"]
 WHEEL_PAGES = ["cpu", "cu126", "cu128"]
@@ -91,6 +94,40 @@ def test_channels_hold_the_real_names_versions_and_build_strings(root: Path) -> 
         "torchvision-0.18.1-py311_cu121.conda",
     ]
     assert found["anaconda/pkgs/r"] == found["anaconda/pkgs/msys2"] == []
+    nvidia = [name.removesuffix("-0.tar.bz2") for name in found["anaconda-extra/cloud/nvidia"]]
+    assert nvidia == [
+        "cuda-cudart-11.8.89",
+        "cuda-cudart-12.1.105",
+        "cuda-cupti-11.8.87",
+        "cuda-cupti-12.1.105",
+        "cuda-libraries-11.8.0",
+        "cuda-libraries-12.1.0",
+        "cuda-nvrtc-11.8.89",
+        "cuda-nvrtc-12.1.105",
+        "cuda-nvtx-11.8.86",
+        "cuda-nvtx-12.1.105",
+        "cuda-opencl-12.4.127",
+        "cuda-runtime-11.8.0",
+        "cuda-runtime-12.1.0",
+        "libcublas-11.11.3.6",
+        "libcublas-12.1.0.26",
+        "libcufft-10.9.0.58",
+        "libcufft-11.0.2.4",
+        "libcufile-1.9.0.20",
+        "libcufile-1.9.1.3",
+        "libcurand-10.3.5.119",
+        "libcurand-10.3.5.147",
+        "libcusolver-11.4.1.48",
+        "libcusolver-11.4.4.55",
+        "libcusparse-11.7.5.86",
+        "libcusparse-12.0.2.55",
+        "libnpp-11.8.0.86",
+        "libnpp-12.0.2.50",
+        "libnvjitlink-12.1.105",
+        "libnvjpeg-11.9.0.86",
+        "libnvjpeg-12.1.1.14",
+    ]
+    assert found["anaconda/cloud/nvidia"] == found["anaconda-extra/cloud/nvidia"]
     forge = sorted(
         re.sub(r"([-_])h[0-9a-f]{7}_", r"\1h#######_", name)
         for name in found["anaconda/cloud/conda-forge"]
@@ -134,6 +171,42 @@ def test_conda_records_carry_the_dependencies_that_pick_a_variant(root: Path) ->
     assert {"__cuda", "cuda-version >=12.6,<12.7"} <= set(forge_cuda["depends"])
     pip = repodata(root, "anaconda/pkgs/main", "noarch")["pip-23.2.1-pyh_sim_0.tar.bz2"]
     assert pip["depends"] == ["python >=3.11,<3.12.0a0"]
+
+
+def test_pytorch_cuda_pulls_the_nvidia_channel_as_the_real_one_does(root: Path) -> None:
+    """pytorch-cuda's dependencies and constraints as in pytorch/builder
+    ``conda/pytorch-cuda/meta.yaml`` (build 5, linux-64); each is met by the nvidia channel's
+    package of the same CUDA version, and by none of the other."""
+    pytorch = repodata(root, "anaconda/cloud/pytorch", "linux-64")
+    nvidia = repodata(root, "anaconda-extra/cloud/nvidia", "linux-64")
+    cuda121 = pytorch["pytorch-cuda-12.1-ha16c6d3_5.tar.bz2"]
+    assert (cuda121["subdir"], cuda121["build_number"]) == ("linux-64", 5)
+    assert "cuda-cudart >=12.1,<12.2" in cuda121["depends"]
+    assert "libnvjitlink >=12.1.105,<12.2.0" in cuda121["depends"]
+    assert "libcublas >=12.1.0.26,<12.1.3.1" in cuda121["depends"]
+    cuda118 = pytorch["pytorch-cuda-11.8-h7e8668a_5.tar.bz2"]
+    assert "libcufft >=10.9.0.58,<11.0.0.21" in cuda118["depends"]
+    assert not any(d.startswith("libnvjitlink") for d in cuda118["depends"])
+    for record, line in ((cuda121, "12.1"), (cuda118, "11.8")):
+        assert len(record["depends"]) == (13 if line == "12.1" else 12)
+        for dependency in record["depends"]:
+            spec = MatchSpec(dependency, strict=False)
+            providers = [
+                r
+                for r in nvidia.values()
+                if spec.matches(
+                    PackageRecord(r["name"], r["version"], BuildString(r["build"]), 0, "linux-64")
+                )
+            ]
+            assert len(providers) == 1, dependency
+            assert providers[0]["version"].startswith(
+                {"12.1": ("12.1", "12.0", "11.0", "11.4"), "11.8": ("11.", "10.")}[line]
+            ), dependency
+    runtime = nvidia["cuda-runtime-12.1.0-0.tar.bz2"]
+    assert runtime["depends"] == ["cuda-libraries 12.1.0"]
+    libraries = nvidia["cuda-libraries-12.1.0-0.tar.bz2"]
+    assert "cuda-cudart 12.1.105" in libraries["depends"]
+    assert "cuda-opencl 12.4.127" in libraries["depends"]
 
 
 def test_a_second_build_of_the_same_content_changes_nothing(root: Path) -> None:
@@ -280,8 +353,10 @@ def test_head_gives_the_length_without_a_body(mirror, root: Path) -> None:
 
 
 def test_a_missing_file_is_404(mirror) -> None:
+    """A channel the mirror does not carry (TUNA excludes pytorch-nightly, mirrors.md §2.3)."""
     process, _ = mirror
-    assert fetch(f"{process.url}/anaconda/cloud/nvidia/linux-64/repodata.json")[0] == 404
+    url = f"{process.url}/anaconda/cloud/pytorch-nightly/linux-64/repodata.json"
+    assert fetch(url)[0] == 404
 
 
 def test_every_request_is_logged_as_a_json_line(mirror) -> None:

@@ -345,7 +345,7 @@ def conda(
     [
         (["cloud/pytorch", "pkgs/main"], ["pytorch=2.3.1", "cpuonly"], None, "py3.11_cpu_0"),
         (
-            ["cloud/pytorch", "pkgs/main"],
+            ["cloud/pytorch", "cloud/nvidia", "pkgs/main"],
             ["pytorch=2.3.1", "pytorch-cuda=11.8"],
             "12.4",
             "py3.11_cuda11.8_cudnn8.7.0_0",
@@ -377,7 +377,8 @@ def test_a_conda_env_from_the_mirror_runs_the_standin_on_the_host_python(
 ) -> None:
     prefix = tmp_path / "env"
     specs = ["python=3.11", "pytorch=2.3.1=*cuda12.1*", "torchvision", "torchaudio"]
-    conda(mirror_url, tmp_path / "cache", ["cloud/pytorch", "pkgs/main"], specs, prefix=prefix)
+    channels = ["cloud/pytorch", "cloud/nvidia", "pkgs/main"]
+    conda(mirror_url, tmp_path / "cache", channels, specs, prefix=prefix)
     result = probe(prefix / "bin" / "python", host_env(tmp_path, "pascal-12.8"))
     assert result["prefix"] == str(prefix)
     assert (result["version"], result["cuda"], result["cudnn"]) == ("2.3.1", "12.1", 8902)

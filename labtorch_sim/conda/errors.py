@@ -138,6 +138,24 @@ class UnsatisfiableError(CondaError):
         )
 
 
+class LibMambaUnsatisfiableError(UnsatisfiableError):
+    """conda-libmamba-solver's unsatisfiable solve: its problems, one per line, as libmamba
+    words them (``conda_libmamba_solver/exceptions.py``; the message is passed through as is)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        lines = "\n".join(f"  - {problem}" for problem in problems)
+        message = f"Encountered problems while solving:\n{lines}\n\n"
+        CondaError.__init__(self, message + "Could not solve for environment specs\n")
+
+    def dump_map(self) -> dict[str, Any]:
+        # Its base class is conda's UnsatisfiableError; the exception lives in the solver plugin.
+        module = "conda_libmamba_solver.exceptions"
+        return {
+            **super().dump_map(),
+            "exception_type": f"<class '{module}.LibMambaUnsatisfiableError'>",
+        }
+
+
 class ChecksumMismatchError(CondaError):
     """A downloaded package whose md5/sha256 differs from the one the explicit file names."""
 

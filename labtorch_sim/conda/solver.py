@@ -2,6 +2,13 @@
 
 Only ``<channel>/<subdir>/repodata.json`` is requested: no ``current_repodata.json``, no
 compressed or sharded variants, no notices, since the simulated mirror counts its requests.
+
+How a failure reads depends on the solver conda is configured with. Both call a requested spec
+that no channel has ``PackagesNotFoundInChannelsError``. A dependency that nothing provides is,
+for the classic solver, one more "not available from current channels" package (conda-cli.md
+§4, observed); for libmamba (Miniconda's default) a ``LibMambaUnsatisfiableError`` whose
+problems read "nothing provides <dependency> needed by <package>-<version>-<build>"
+(conda-libmamba-solver ``solver.py`` ``_parse_problems`` and ``_maybe_raise_for_problems``).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from labtorch_sim.conda.channels import Channel
 from labtorch_sim.conda.errors import (
     CondaError,
     CondaHTTPError,
+    LibMambaUnsatisfiableError,
     PackagesNotFoundInChannelsError,
     UnavailableInvalidChannel,
     UnsatisfiableError,
@@ -43,10 +51,12 @@ class Solver:
         virtual: Sequence[VirtualPackage],
         package_cache: Path,
         add_pip_as_python_dependency: bool,
+        solver: str = "libmamba",
     ) -> None:
         self.channels = list(channels)
         self.virtual = list(virtual)
         self.add_pip = add_pip_as_python_dependency
+        self.solver = solver
         self.gateway = rattler.Gateway(
             cache_dir=package_cache / "cache", default_config=_REPODATA_ONLY
         )
@@ -80,8 +90,17 @@ class Solver:
         except GatewayError as error:
             raise self._fetch_error(str(error)) from error
         except SolverError as error:
-            missing = await self._missing(list(specs))
+            requested, absent = await self._missing(list(specs))
+            if absent and self.solver == "libmamba":
+                raise LibMambaUnsatisfiableError(
+                    [
+                        f"nothing provides {dependency} needed by {needer}"
+                        for dependency, needer in absent
+                    ]
+                ) from error
+            missing = [*requested, *(conda_spec(dependency) for dependency, _ in absent)]
             if missing:
+                missing = list(dict.fromkeys(missing))
                 raise PackagesNotFoundInChannelsError(missing, self.channel_urls) from error
             raise UnsatisfiableError(str(error)) from error
 
@@ -102,22 +121,24 @@ class Solver:
             return UnavailableInvalidChannel(str(failed[0].name), failed[0].base_url, text)
         return CondaHTTPError(failed[0].base_url if failed else "", text)
 
-    async def _missing(self, specs: list[str]) -> list[str]:
-        """What conda would call "not available": specs, or dependencies, that nothing provides."""
+    async def _missing(self, specs: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+        """What nothing provides: requested specs, and dependencies (with the package that
+        needs each, as ``name-version-build``) of requested packages that cannot be installed."""
         parsed = [rattler.MatchSpec(s, strict=False) for s in specs]
         # Query by name: a full spec would leave out the records it does not match.
         names = [spec.name.normalized for spec in parsed] + (["pip"] if self.add_pip else [])
         found = await self.gateway.query(self._sources, list(SUBDIRS), names, recursive=True)
         records = [record for group in found for record in group]
         index = _Index(records, self.virtual, self.add_pip)
-        missing: list[str] = []
+        requested: list[str] = []
+        absent: list[tuple[str, str]] = []
         for text, spec in zip(specs, parsed, strict=True):
             candidates = index.matching(spec)
             if not candidates:
-                missing.append(text)
+                requested.append(text)
             elif not any(index.viable(r) for r in candidates):
-                missing += index.absent_dependencies(candidates)
-        return list(dict.fromkeys(missing))
+                absent += index.absent_dependencies(candidates)
+        return list(dict.fromkeys(requested)), list(dict.fromkeys(absent))
 
 
 class _Index:
@@ -162,9 +183,10 @@ class _Index:
             )
         return self._viable[key]
 
-    def absent_dependencies(self, records: list[rattler.PackageRecord]) -> list[str]:
-        """The dependencies, followed through unviable providers, that no record provides."""
-        absent: list[str] = []
+    def absent_dependencies(self, records: list[rattler.PackageRecord]) -> list[tuple[str, str]]:
+        """The dependencies, followed through unviable providers, that no record provides, each
+        with the package that needs it (``name-version-build``)."""
+        absent: list[tuple[str, str]] = []
         seen: set[str] = set()
         pending = list(records)
         while pending:
@@ -175,7 +197,8 @@ class _Index:
                 seen.add(dependency)
                 providers = self._providers(dependency)
                 if not providers:
-                    absent.append(conda_spec(dependency))
+                    needer = f"{record.name.normalized}-{record.version}-{record.build}"
+                    absent.append((dependency, needer))
                 elif not any(self.viable(p) for p in providers):
                     pending += providers
         return absent

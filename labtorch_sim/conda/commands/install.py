@@ -185,6 +185,7 @@ async def _solved(
         virtual_packages(context.environ, context.override_virtual_packages),
         context.package_cache,
         context.add_pip_as_python_dependency,
+        context.solver,
     )
     # Installed packages stay (by name) and are preferred as they are (locked), so that an
     # install changes only what the new specs need.

@@ -76,6 +76,7 @@ def _solver(context: Context, args: argparse.Namespace) -> Solver:
         virtual_packages(context.environ, context.override_virtual_packages),
         context.package_cache,
         context.add_pip_as_python_dependency,
+        context.solver,
     )
 
 
