@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import ntpath
+import os
 import platform as host_platform
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from labtorch.data.compat import load_compat
 from labtorch.data.mirrors import load_catalog
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
 from labtorch.facts.platform import conda_platform
-from labtorch.rules.commands import install_command
+from labtorch.rules.commands import CMD, POSIX, POWERSHELL, SHELLS, default_shell, install_command
 from labtorch.rules.model import (
     AUTO,
     CONDA_CHANNELS,
@@ -41,6 +44,62 @@ def this_platform() -> str:
     return conda_platform(host_platform.system() or sys.platform, host_platform.machine())
 
 
+def this_python() -> str:
+    """The Python running labtorch: the one the reader has at hand."""
+    return f"{sys.version_info.major}.{sys.version_info.minor}"
+
+
+def _env(environ: Mapping[str, str], name: str) -> str:
+    """An environment variable by name, ignoring case as Windows does."""
+    wanted = name.lower()
+    return next((value for key, value in environ.items() if key.lower() == wanted), "")
+
+
+def nvidia_smi_candidates(platform: str, environ: Mapping[str, str]) -> list[str]:
+    """Where the NVIDIA driver installer puts nvidia-smi when it is not on PATH: on Windows,
+    System32 (DCH drivers) and ``NVIDIA Corporation\\NVSMI`` under Program Files (older ones)."""
+    if platform != "win-64":
+        return []
+    system_root = _env(environ, "SystemRoot") or r"C:\Windows"
+    program_files = _env(environ, "ProgramFiles") or r"C:\Program Files"
+    return [
+        ntpath.join(system_root, "System32", "nvidia-smi.exe"),
+        ntpath.join(program_files, "NVIDIA Corporation", "NVSMI", "nvidia-smi.exe"),
+    ]
+
+
+def find_nvidia_smi(
+    platform: str,
+    environ: Mapping[str, str] | None = None,
+    which: Callable[[str], str | None] | None = None,
+    is_file: Callable[[str], bool] | None = None,
+) -> str | None:
+    """nvidia-smi on PATH, else where the driver installer puts it; None: not installed."""
+    found = (which or shutil.which)("nvidia-smi")
+    if found:
+        return found
+    candidates = nvidia_smi_candidates(platform, os.environ if environ is None else environ)
+    return next((path for path in candidates if (is_file or os.path.isfile)(path)), None)
+
+
+def detect_shell(platform: str, environ: Mapping[str, str] | None = None) -> str:
+    """The shell ``labtorch plan`` runs in, for quoting its command: POSIX off Windows; on
+    Windows PowerShell when PSModulePath names a module folder in the user's profile (PowerShell
+    prepends ``Documents\\[Windows]PowerShell\\Modules``; cmd.exe inherits only the system's
+    ones), POSIX under MSYS/Git Bash, else cmd.exe. ``--shell`` overrides it."""
+    if platform != "win-64":
+        return POSIX
+    environ = os.environ if environ is None else environ
+    if _env(environ, "MSYSTEM"):
+        return POSIX
+    profile = _env(environ, "USERPROFILE").rstrip("\\").lower()
+    for entry in _env(environ, "PSModulePath").split(";"):
+        folder = entry.strip().rstrip("\\").lower()
+        if folder.endswith("powershell\\modules") and profile and folder.startswith(profile):
+            return POWERSHELL
+    return CMD
+
+
 def _this_glibc() -> str | None:
     name, version = host_platform.libc_ver()
     return version if name == "glibc" and version else None
@@ -61,9 +120,9 @@ def read_nvidia_smi_file(path: str) -> SmiReport | SmiFailure:
     return result
 
 
-def run_local_nvidia_smi() -> SmiReport | SmiFailure | None:
+def run_local_nvidia_smi(platform: str | None = None) -> SmiReport | SmiFailure | None:
     """Ask this machine's nvidia-smi; None when it is not installed."""
-    executable = shutil.which("nvidia-smi")
+    executable = find_nvidia_smi(platform or this_platform())
     if executable is None:
         return None
     try:
@@ -76,15 +135,29 @@ def run_local_nvidia_smi() -> SmiReport | SmiFailure | None:
 
 
 def _facts(args: argparse.Namespace) -> HostFacts:
-    local = args.platform == this_platform()
-    smi = read_nvidia_smi_file(args.nvidia_smi) if args.nvidia_smi else run_local_nvidia_smi()
+    here = this_platform()
+    platform = args.platform or here
+    local = platform == here
+    smi = (
+        read_nvidia_smi_file(args.nvidia_smi)
+        if args.nvidia_smi
+        else run_local_nvidia_smi(platform if local else here)
+    )
     return HostFacts(
-        platform=args.platform,
+        platform=platform,
         glibc=_this_glibc() if local else None,
         macos=_this_macos() if local else None,
-        python=None,
+        python=this_python() if local else None,
         nvidia_smi=smi,
     )
+
+
+def _shell(args: argparse.Namespace, plan: Plan) -> str:
+    if args.shell:
+        return args.shell
+    if plan.platform == this_platform():
+        return detect_shell(plan.platform)
+    return default_shell(plan.platform)
 
 
 def _request(args: argparse.Namespace) -> Request:
@@ -114,7 +187,8 @@ def render_plan(plan: Plan, command: str) -> str:
 def plan_command(args: argparse.Namespace) -> int:
     facts = _facts(args)
     plan = plan_for_host(facts, _request(args), load_compat(), load_catalog())
-    command = install_command(plan, args.env_name)
+    shell = _shell(args, plan)
+    command = install_command(plan, args.env_name, shell)
     if args.json:
         print(
             json.dumps(
@@ -122,6 +196,7 @@ def plan_command(args: argparse.Namespace) -> int:
                     **plan.to_dict(),
                     "torch": plan.torch.spec if plan.torch else None,
                     "command": command,
+                    "shell": shell,
                 },
                 indent=2,
             )
@@ -142,7 +217,7 @@ def add_plan_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     plan.add_argument("--torch", required=True, help="release, e.g. 2.3.1 (or 2.3: newest patch)")
     plan.add_argument("--nvidia-smi", metavar="FILE", help="saved nvidia-smi output (any form)")
     plan.add_argument("--python", help="Python version of the env, e.g. 3.12")
-    plan.add_argument("--platform", choices=PLATFORMS, default=this_platform())
+    plan.add_argument("--platform", choices=PLATFORMS, default=None, help="default: this machine's")
     plan.add_argument("--installer", choices=INSTALLERS, default="conda")
     plan.add_argument("--variant", default=AUTO, help="auto, cpu, or a CUDA variant such as cu121")
     plan.add_argument(
@@ -159,6 +234,13 @@ def add_plan_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "--wheel-mirror", default="aliyun", help="mirror of the PyTorch wheel indexes"
     )
     plan.add_argument("--env-name", default="torch", help="conda env name in the command")
+    plan.add_argument(
+        "--shell",
+        choices=SHELLS,
+        default=None,
+        help="quote the command for this shell (default: the one labtorch runs in on Windows, "
+        "detected from PSModulePath; cmd for win-64 plans made elsewhere; posix otherwise)",
+    )
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.set_defaults(handler=plan_command)
     return plan

@@ -265,6 +265,14 @@ class CondaPytorchChannel:
     pytorch_build: dict[str, str]
     build_number: int
     pytorch_cuda: tuple[str, ...]
+    # Build strings per platform where they differ from ``pytorch_build`` (win-64 names the
+    # cuDNN major only), and the companions' (torchvision, torchaudio) build string.
+    platform_builds: dict[str, dict[str, str]] = field(default_factory=dict)
+    companion_build: str | None = None
+
+    def build_format(self, kind: str, platform: str) -> str:
+        """The pytorch build-string format of ``kind`` (cuda, cpu, osx) on ``platform``."""
+        return self.platform_builds.get(platform, {}).get(kind, self.pytorch_build[kind])
 
 
 @dataclass(frozen=True)
@@ -593,18 +601,56 @@ def _release(line: str, node: Node, cuda: dict[str, CudaDriverFloor]) -> Release
     )
 
 
+_BUILD_FIELDS = {
+    "cuda": {"python", "cuda", "cudnn", "cudnn_major", "number"},
+    "cpu": {"python", "number"},
+    "osx": {"python", "number"},
+}
+_FIELD = re.compile(r"\{(\w+)\}")
+
+
+def _build_format(entry: Node, allowed: set[str]) -> str:
+    text = entry.text()
+    unknown = sorted(set(_FIELD.findall(text)) - allowed)
+    if unknown:
+        raise entry.error(
+            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}"
+        )
+    return text
+
+
 def _conda_pytorch_channel(node: Node) -> CondaPytorchChannel:
     node.mapping(
-        {"last_release", "pytorch_build", "build_number", "pytorch_cuda"},
+        {
+            "last_release",
+            "pytorch_build",
+            "platform_builds",
+            "build_number",
+            "companion_build",
+            "pytorch_cuda",
+        },
         {"last_release", "pytorch_build", "build_number", "pytorch_cuda"},
     )
     builds = node["pytorch_build"]
-    builds.mapping({"cuda", "cpu", "osx"}, {"cuda", "cpu", "osx"})
+    builds.mapping(set(_BUILD_FIELDS), set(_BUILD_FIELDS))
+    platform_builds = {}
+    for platform, entries in node.get("platform_builds", {}).items():
+        entries.mapping(set(_BUILD_FIELDS))
+        platform_builds[platform] = {
+            kind: _build_format(entry, _BUILD_FIELDS[kind]) for kind, entry in entries.items()
+        }
+    companion = node.get("companion_build")
     return CondaPytorchChannel(
         last_release=_version_text(node["last_release"], _PATCH, "a release like 2.5.1"),
-        pytorch_build={kind: entry.text() for kind, entry in builds.items()},
+        pytorch_build={
+            kind: _build_format(entry, _BUILD_FIELDS[kind]) for kind, entry in builds.items()
+        },
         build_number=node["build_number"].expect(int, "an integer"),
         pytorch_cuda=tuple(node["pytorch_cuda"].text_list()),
+        platform_builds=platform_builds,
+        companion_build=None
+        if companion.value is None
+        else _build_format(companion, {"python_nodot", "variant"}),
     )
 
 

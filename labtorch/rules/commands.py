@@ -114,20 +114,44 @@ def plan_specs(plan: Plan) -> list[str]:
     return [pin.spec for pin in (*plan.packages, *plan.toolkit)]
 
 
-def _quote(word: str, windows: bool) -> str:
-    if windows:
-        return f'"{word}"' if any(c in word for c in ' *<>|&^"') else word
+POSIX = "posix"
+CMD = "cmd"
+POWERSHELL = "powershell"
+SHELLS = (POSIX, CMD, POWERSHELL)
+
+# Characters that make a word more than one word, or something else, in each Windows shell.
+_CMD_SPECIAL = frozenset(' *<>|&^"')
+_POWERSHELL_SPECIAL = frozenset(" '\"`$;,(){}@&|<>#*")
+
+
+def _quote(word: str, shell: str) -> str:
+    if shell == CMD:
+        return f'"{word}"' if any(c in _CMD_SPECIAL for c in word) else word
+    if shell == POWERSHELL:
+        # Single quotes are literal in PowerShell; a quote inside is doubled.
+        if word and not any(c in _POWERSHELL_SPECIAL for c in word):
+            return word
+        return "'" + word.replace("'", "''") + "'"
     return shlex.quote(word)
 
 
-def render(words: Sequence[Word], windows: bool = False) -> str:
-    """A command as one line for a shell (POSIX, or cmd.exe on Windows)."""
-    return " ".join(_quote(w.text if isinstance(w, Arg) else w, windows) for w in words)
+def default_shell(platform: str) -> str:
+    """The shell a command for ``platform`` is written for when none is named."""
+    return CMD if platform == "win-64" else POSIX
 
 
-def install_command(plan: Plan, env_name: str = "torch") -> str:
-    """The command that installs ``plan`` through its mirror, for one user; empty for a
-    refusal."""
+def render(words: Sequence[Word], windows: bool = False, shell: str | None = None) -> str:
+    """A command as one line for a shell: POSIX, cmd.exe or PowerShell (``windows``: cmd.exe,
+    for callers that name no shell)."""
+    shell = shell or (CMD if windows else POSIX)
+    if shell not in SHELLS:
+        raise ValueError(f"unknown shell {shell!r}; use {', '.join(SHELLS)}")
+    return " ".join(_quote(w.text if isinstance(w, Arg) else w, shell) for w in words)
+
+
+def install_command(plan: Plan, env_name: str = "torch", shell: str | None = None) -> str:
+    """The command that installs ``plan`` through its mirror, for one user, in ``shell``
+    (default: cmd.exe for win-64, POSIX elsewhere); empty for a refusal."""
     if plan.refused:
         return ""
     windows = plan.platform == "win-64"
@@ -139,4 +163,4 @@ def install_command(plan: Plan, env_name: str = "torch") -> str:
         words = conda_install(
             "conda", "create", ("-n", env_name), plan.channel_urls, specs, python=plan.python
         )
-    return render(words, windows)
+    return render(words, shell=shell or default_shell(plan.platform))

@@ -88,16 +88,18 @@ def conda_pytorch_pins(
     d: Decision,
 ) -> tuple[list[PackagePin], list[str]]:
     channel = compat.conda_pytorch_channel
-    formats = channel.pytorch_build
     url = mirror.channel_url(CONDA_PYTORCH)
     companions = release.conda_pytorch.companions.get(patch.version, patch)
     fields = {"python": python, "number": channel.build_number}
     if variant == CPU:
-        build = formats["osx" if platform.startswith("osx") else "cpu"].format(**fields)
+        kind = "osx" if platform.startswith("osx") else "cpu"
+        build = channel.build_format(kind, platform).format(**fields)
     else:
         cuda = cuda_of_variant(variant)
         cudnn = release.conda_pytorch.cudnn[variant]
-        build = formats["cuda"].format(cuda=cuda, cudnn=cudnn, **fields)
+        build = channel.build_format("cuda", platform).format(
+            cuda=cuda, cudnn=cudnn, cudnn_major=cudnn.split(".")[0], **fields
+        )
         if release.is_unconfirmed(f"conda_pytorch.cudnn.{variant}"):
             d.warnings.append(
                 f"the cuDNN part of the build string (cudnn{cudnn}) is not confirmed by the "
@@ -106,8 +108,14 @@ def conda_pytorch_pins(
     pins = [PackagePin("pytorch", patch.version, build, CONDA_PYTORCH, url)]
     for name in ("torchvision", "torchaudio"):
         version = getattr(companions, name)
-        if version is not None:
-            pins.append(PackagePin(name, version, None, CONDA_PYTORCH, url))
+        if version is None:
+            continue
+        companion = None
+        if channel.companion_build:
+            companion = channel.companion_build.format(
+                python_nodot=_python_tag(python, dotted=False), variant=variant
+            )
+        pins.append(PackagePin(name, version, companion, CONDA_PYTORCH, url))
     channels = [CONDA_PYTORCH]
     if variant == CPU:
         pins.append(PackagePin("cpuonly", "2.0", None, CONDA_PYTORCH, url))
@@ -116,6 +124,12 @@ def conda_pytorch_pins(
         nvidia = catalog.mirror_for_channel(NVIDIA, mirror.name)
         channels.append(NVIDIA)
         where = f"{nvidia.name}'s mirror ({nvidia.channel_url(NVIDIA)})" if nvidia else "upstream"
+        major, minor = cuda_key(cuda)
+        d.reasons.append(
+            f"pytorch-cuda={cuda} brings its CUDA libraries from the nvidia channel (here "
+            f'{where}); without that channel conda fails with "nothing provides cuda-cudart '
+            f'>={cuda},<{major}.{minor + 1} needed by pytorch-cuda-{cuda}-..."'
+        )
         if not mirror.carries(NVIDIA):
             d.warnings.append(
                 f"pytorch-cuda pulls its CUDA libraries from the nvidia channel, which "
@@ -124,7 +138,8 @@ def conda_pytorch_pins(
     channels.append(DEFAULTS)
     d.reasons.append(
         f"pytorch {patch.version} build {build} from the pytorch channel ({url}); "
-        "the exact build string keeps the solver from falling back to another variant"
+        "the exact build strings (torchvision and torchaudio too) keep the solver from falling "
+        "back to another variant"
     )
     return pins, channels
 

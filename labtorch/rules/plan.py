@@ -98,9 +98,19 @@ def _choose_python(
     newest = release.python_max_for(facts.platform, request.installer)
     supported = f"{release.python_min} to {newest}"
     if wanted is None:
+        # conda makes the env's Python: the one at hand (``labtorch plan`` run on the machine)
+        # when the release supports it, else the newest it supports.
+        local = facts.python
+        if local and release.supports_python(local):
+            d.reasons.append(
+                f"Python {local}: this machine's Python, which torch {patch.version} supports "
+                f"({release.python_min} to {release.python_max})"
+            )
+            return local
+        there = f"this machine has Python {local}, which it does not support; " if local else ""
         d.reasons.append(
-            f"Python {release.python_max}: the newest that torch {patch.version} supports "
-            f"({release.python_min} to {release.python_max})"
+            f"Python {release.python_max}: {there}the newest that torch {patch.version} "
+            f"supports ({release.python_min} to {release.python_max})"
         )
         return release.python_max
     if not release.supports_python(wanted, facts.platform, request.installer):

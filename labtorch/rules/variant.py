@@ -339,13 +339,21 @@ def _explain_choice(
         f"that this host can use; {why}; "
         f"{_kernel_summary(route.cuda_builds[variant], report.gpus)}"
     )
-    newest = max(cuda_key(cuda_of_variant(v)) for v in route.cuda_builds)
-    if report.cuda_version and cuda_key(report.cuda_version) > newest:
-        d.reasons.append(
-            f"the driver supports CUDA {report.cuda_version}, newer than any build of "
-            f"torch {patch.version}; a newer driver runs older CUDA builds, so "
-            f"{variant} needs no driver change"
-        )
+    cuda = cuda_of_variant(variant)
+    shown = report.cuda_version
+    if not shown or cuda_key(shown) < cuda_key(cuda):
+        return
+    versions = [
+        cuda_of_variant(v)
+        for v in sorted(route.cuda_builds, key=lambda v: cuda_key(cuda_of_variant(v)))
+    ]
+    names = " and ".join([", ".join(versions[:-1]), versions[-1]] if versions[1:] else versions)
+    newer = " (a newer driver runs older CUDA builds)" if cuda_key(shown) > cuda_key(cuda) else ""
+    d.reasons.append(
+        f"a driver that shows CUDA {shown} runs every build up to CUDA {shown}{newer}, so "
+        f"{variant} (CUDA {cuda}) needs no driver change: the {names} in the build names are "
+        "the CUDA the builds were made with, not a driver version they need"
+    )
 
 
 def _cpu_for_old_driver(
