@@ -142,8 +142,8 @@ def _conda_steps(
     )
 
 
-def _refuse(run: HostRun, step: str, reason: str) -> None:
-    run.refusal = reason
+def _refuse(step: str, reason: str) -> None:
+    RUN.refuse(host, step, reason)
     checks.refuse(name=step, reason=reason)
 
 
@@ -169,7 +169,7 @@ def install_pytorch() -> None:
         pip_scope=settings.pip_scope,
     )
     if host_state is None:
-        _refuse(run, "Read host facts", "the host's facts could not be read")
+        _refuse("Read host facts", "the host's facts could not be read")
         return
     run.state = host_state
     request = request_for(settings)
@@ -177,12 +177,12 @@ def install_pytorch() -> None:
     mirror = catalog[request.mirror]
     plan = _plan(host_state, settings, request, catalog)
     if isinstance(plan, str):
-        _refuse(run, "Plan PyTorch", plan)
+        _refuse("Plan PyTorch", plan)
         return
     run.plan = plan
+    logger.info(f"    [{host.name}] labtorch plan: {plan.summary()}")
     if settings.installer == "conda" and host_state.conda_exe is None:
         _refuse(
-            run,
             "Find conda",
             "no conda found (CONDA_EXE, PATH, /opt/conda, ~/miniconda3, ~/miniforge3); "
             "install Miniconda or Miniforge, or set torch_installer = 'pip' for this host",

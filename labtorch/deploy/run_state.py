@@ -2,11 +2,13 @@
 
 The deploy records each host's state, plan or refusal as it prepares; the probe's verdict arrives
 at execute time. pyinfra has no end-of-run hook, but it disconnects every host once the run is
-over (executed, dry or stopped): the first disconnect writes the fleet report.
+over (executed, dry or stopped): the first disconnect writes the fleet report. A run that never
+executed (``--dry``, or stopped before) writes none: nothing was done to report.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -25,6 +27,7 @@ from labtorch.rules.model import Plan
 from labtorch.rules.verdict import ProbeVerdict
 
 REPORT_DIR_ENV = "LABTORCH_REPORT_DIR"
+LOST = "the connection to the host was lost"
 
 
 @dataclass
@@ -34,8 +37,39 @@ class HostRun:
     state: HostState | None = None
     plan: Plan | None = None
     refusal: str | None = None
+    step: str | None = None
     probe: dict | None = None
     verdict: ProbeVerdict | None = None
+
+
+def first_error_line(lines: list[str]) -> str | None:
+    """The line of a failed command's output that says what went wrong: labtorch's own, else
+    the first that names an error (conda's ``EnvironmentLocationNotFound: ...``, pip's
+    ``ERROR: ...``), else the last line printed."""
+    printed = [line.strip() for line in lines if line.strip()]
+    for line in printed:
+        if line.startswith("labtorch: "):
+            return line.removeprefix("labtorch: ")
+    for line in printed:
+        if "error" in line.lower() or "failed" in line.lower():
+            return line
+    return printed[-1] if printed else None
+
+
+def _failed_step(state: State, host: Host) -> tuple[str, str] | None:
+    """The first of the host's operations that failed, and the first line of its error."""
+    for op_hash in state.get_op_order():
+        op_data = state.ops[host].get(op_hash)
+        meta = op_data.operation_meta if op_data else None
+        if meta is None or not meta.is_complete() or not meta.did_error():
+            continue
+        step = sorted(state.op_meta[op_hash].names)[0].split(" | ")[-1]
+        try:
+            lines = meta.stderr_lines + meta.stdout_lines
+        except AssertionError:
+            lines = []
+        return step, first_error_line(lines) or LOST
+    return None
 
 
 @dataclass
@@ -43,48 +77,87 @@ class RunState:
     """Every host's :class:`HostRun` of this pyinfra run, and the report written at its end."""
 
     hosts: dict[str, HostRun] = field(default_factory=dict)
-    inventory: object | None = None
+    state: State | None = None
     written: bool = False
 
     def host(self, host: Host) -> HostRun:
         """The record of ``host``; the first one watches the run's end."""
-        if self.inventory is None:
-            self.inventory = host.inventory
+        if self.state is None:
+            self.state = host.state
             host.state.add_callback_handler(_WriteReportAtEnd(self))
         return self.hosts.setdefault(host.name, HostRun())
 
-    def records(self) -> list[dict]:
-        """The report's host records, in inventory order; a host the deploy never reached is
-        unreachable."""
+    def refuse(self, host: Host, step: str, reason: str) -> None:
+        run = self.host(host)
+        run.step, run.refusal = step, reason
+
+    def _targeted(self) -> list[Host]:
+        """The hosts this run was asked to deploy (``--limit`` included)."""
+        limit = self.state.limit_hosts if self.state else None
+        return list(limit) if isinstance(limit, list) and limit else list(self.state.inventory)
+
+    def records(self, now: str) -> list[dict]:
+        """The report's records of the targeted hosts, in inventory order: a host the deploy
+        never reached is unreachable; one whose step failed says which, with the error."""
         records = []
-        for target in self.inventory or ():
+        for target in self._targeted():
             run = self.hosts.get(target.name)
+            step, refusal = (run.step, run.refusal) if run else (None, UNREACHABLE)
+            if run and not refusal and run.verdict is None and self.state is not None:
+                step, refusal = _failed_step(self.state, target) or (None, None)
             records.append(
                 host_record(
                     target.name,
                     list(target.groups),
                     run.state if run else None,
                     run.plan if run else None,
-                    run.refusal if run else UNREACHABLE,
+                    refusal,
                     run.probe if run else None,
                     run.verdict if run else None,
+                    step=step,
+                    checked=now,
                 )
             )
         return records
 
     def write_report(self) -> None:
         """The fleet table on stderr (stdout may be pyinfra's JSON), and the report as JSON and
-        as an HTML page in $LABTORCH_REPORT_DIR (default ./.labtorch)."""
+        as an HTML page in $LABTORCH_REPORT_DIR (default ./.labtorch). Hosts outside this run
+        keep their record of the last run that targeted them."""
         if self.written or not self.hosts:
             return
         self.written = True
-        report = fleet_report(self.records())
+        if self.state is not None and not self.state.is_executing:
+            print(
+                "\n--> labtorch: nothing was executed (--dry?): no report written", file=sys.stderr
+            )
+            return
+        now = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
         directory = Path(os.environ.get(REPORT_DIR_ENV) or ".labtorch")
+        records = [{**r, "in_this_run": True} for r in self.records(now)]
+        records += _kept_records(directory / "report.json", {r["name"] for r in records})
+        report = fleet_report(records)
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "report.json").write_text(json.dumps(report, indent=2) + "\n")
         (directory / "report.html").write_text(render_html(report), encoding="utf-8")
         print("\n--> labtorch fleet report\n" + render_table(report), file=sys.stderr)
         print(f"    written to {directory / 'report.json'} and report.html", file=sys.stderr)
+
+
+def _kept_records(path: Path, targeted: set[str]) -> list[dict]:
+    """The previous report's records of the hosts this run did not target (an unreadable or
+    absent report keeps none)."""
+    try:
+        previous = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if previous.get("kind") == "audit":
+        return []
+    return [
+        {**record, "in_this_run": False}
+        for record in previous.get("hosts", [])
+        if isinstance(record, dict) and record.get("name") not in targeted
+    ]
 
 
 class _WriteReportAtEnd(BaseStateCallback):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable
 
+from labtorch.report.model import failure_causes
 from labtorch.rules.verdict import FAMILY
 
 _CSS = """
@@ -211,11 +212,20 @@ def _failed(report: dict) -> str:
     failed = [host for host in report["hosts"] if host["status"] != "ok"]
     if not failed:
         return ""
+    causes = "".join(
+        f"<li><strong>{_e(len(c['hosts']))} host(s)</strong>: {_e(c['cause'])}: "
+        + ", ".join(f'<a href="#host-{_e(name)}">{_e(name)}</a>' for name in c["hosts"])
+        + "</li>"
+        for c in failure_causes(report)
+    )
     items = "".join(
         f'<li><a href="#host-{_e(host["name"])}">{_e(host["name"])}</a>: {_e(host["reason"])}</li>'
         for host in failed
     )
-    return f'<h2>Failed hosts</h2><ul class="failed">{items}</ul>'
+    return (
+        f'<h2>Failures by cause</h2><ul class="causes">{causes}</ul>'
+        f'<h2>Failed hosts</h2><ul class="failed">{items}</ul>'
+    )
 
 
 def render_html(report: dict) -> str:

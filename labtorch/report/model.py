@@ -6,6 +6,8 @@ JSON schema (``schema: 1``)::
      "summary": {"hosts": N, "ok": N, "failed": N},
      "hosts": [{
         "name": "lab04", "groups": ["gpu"], "status": "ok" | "failed", "reason": str | null,
+        "step": str | null (the deploy's step that failed), "checked": "<ISO 8601 UTC>",
+        "in_this_run": bool (false: a record kept from an earlier run outside --limit),
         "platform": "linux-64",
         "driver": {"version": str | null, "cuda": str | null, "kernel_module": str | null,
                    "error": {"kind": str, "meaning": str} | null},
@@ -35,6 +37,7 @@ each host lists the envs found with torch::
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import asdict
 
 from labtorch.facts.host_state import HostState
@@ -44,6 +47,7 @@ from labtorch.rules.verdict import FAMILY, ProbeVerdict
 
 SCHEMA = 1
 UNREACHABLE = "the host could not be reached"
+_GPU_COUNT = re.compile(r"a host with \d+ GPU\(s\)")
 
 
 def _unknown_hardware() -> dict:
@@ -95,8 +99,16 @@ def host_record(
     refusal: str | None,
     probe: dict | None,
     verdict: ProbeVerdict | None,
+    step: str | None = None,
+    checked: str | None = None,
 ) -> dict:
-    """One host's entry of the report; ``refusal`` is why it got no plan (or no install)."""
+    """One host's entry of the report.
+
+    + refusal: why it got no plan, no install, or no probe (the first line of the real error)
+    + step: the deploy's step that failed (``Install torch into the conda env``), if one did
+    + checked: when this host was last deployed (ISO 8601); its record is kept as it was by a
+      later run that did not target it
+    """
     if refusal:
         status, reason = "failed", refusal
     elif verdict is None:
@@ -110,6 +122,8 @@ def host_record(
         "groups": sorted(groups),
         "status": status,
         "reason": reason,
+        "step": step if status == "failed" else None,
+        "checked": checked,
         **(host_state.hardware() if host_state else _unknown_hardware()),
         "plan": _plan(plan),
         "installed": _installed(probe),
@@ -157,6 +171,19 @@ def audit_record(
         "probe": asdict(verdict),
         "envs": envs,
     }
+
+
+def failure_causes(report: dict) -> list[dict]:
+    """The failed hosts grouped by cause, most hosts first: ``[{"cause", "hosts"}]``. A cause is
+    the reason with what varies from host to host (a GPU count) left out, so one driver upgrade
+    needed on forty hosts reads as one line."""
+    grouped: dict[str, list[str]] = {}
+    for record in report["hosts"]:
+        if record["status"] != "ok" and record["reason"]:
+            cause = _GPU_COUNT.sub("a host with GPUs", record["reason"])
+            grouped.setdefault(cause, []).append(record["name"])
+    ranked = sorted(grouped.items(), key=lambda item: (-len(item[1]), item[0]))
+    return [{"cause": cause, "hosts": hosts} for cause, hosts in ranked]
 
 
 def fleet_report(records: list[dict], now: dt.datetime | None = None) -> dict:

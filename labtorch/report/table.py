@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from labtorch.report.model import failure_causes
+
 
 def _gpu_summary(record: dict) -> str:
     if record["driver"]["error"]:
@@ -51,6 +53,13 @@ def render_table(report: dict) -> str:
     ]
     summary = report["summary"]
     lines.append(f"{summary['ok']} of {summary['hosts']} hosts ok, {summary['failed']} failed")
+    causes = failure_causes(report)
+    if causes:
+        lines.append("Failures by cause:")
+        lines += [
+            f"  {len(c['hosts'])} host(s): {c['cause']}: {', '.join(c['hosts'])}" for c in causes
+        ]
+        lines.append("Per host:")
     for record in report["hosts"]:
         if record["reason"]:
             lines.append(f"  {record['name']}: {record['reason']}")

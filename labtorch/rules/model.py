@@ -115,6 +115,19 @@ class Plan:
     def torch(self) -> PackagePin | None:
         return next((p for p in self.packages if p.name in ("torch", "pytorch")), None)
 
+    def summary(self) -> str:
+        """The decision in one line: the build, its pins, and the reason that chose it."""
+        if self.refused:
+            return f"refused: {self.reasons[-1] if self.reasons else 'no reason given'}"
+        cuda = f"CUDA {self.cuda}" if self.cuda else "no CUDA"
+        pins = " ".join(pin.spec for pin in (*self.packages, *self.toolkit))
+        chosen = next(
+            (r for r in self.reasons if r.startswith((f"{self.variant}:", "CPU build"))),
+            self.reasons[0] if self.reasons else "",
+        )
+        line = f"{self.variant} ({cuda}), Python {self.python}: {pins}; {chosen}"
+        return line + (f"; warning: {self.warnings[0]}" if self.warnings else "")
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["packages"] = [{**asdict(p), "spec": p.spec} for p in self.packages]

@@ -1,0 +1,118 @@
+"""What a run leaves behind, end to end on the lab: a dry run changes nothing anywhere and says
+what each host would get; a run limited to some hosts keeps the others' records; a failure names
+the step and the first line of the real error; the table leads with the failures by cause."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from labhelpers import PYINFRA, REPO, running_lab, ssh
+from labhelpers import deploy as run_deploy
+
+from labtorch_sim import STATE_DIR_ENV, lab
+from labtorch_sim.mirror import read_log
+
+# Every file labtorch writes on a host, and the envs it installs into.
+OWNED = (
+    "/opt/conda/.condarc /opt/conda/.condarc.labtorch-backup /opt/conda/envs/torch/pip.conf "
+    "/opt/labtorch/venvs/torch/pip.conf /opt/conda/envs/torch/.labtorch-probe.json "
+    "/opt/labtorch/venvs/torch/.labtorch-probe.json"
+)
+FINGERPRINT = (
+    f"for f in {OWNED}; do [ -e $f ] && sha256sum $f; done; "
+    "ls -la --time-style=+%s /opt/conda/envs/torch/conda-meta /opt/labtorch/venvs/torch/lib/*/"
+    "site-packages 2>/dev/null | sha256sum"
+)
+HOSTS = [f"lab0{i}" for i in range(1, 9)]
+
+
+@pytest.fixture(scope="module")
+def lab_dir(tmp_path_factory) -> Path:
+    with running_lab(tmp_path_factory, "run-report-lab") as state_dir:
+        status, _, _ = run_deploy(state_dir, state_dir)
+        assert status == 1  # the default lab has hosts that fail by design
+        yield state_dir
+
+
+def fingerprints(lab_dir: Path) -> dict[str, str]:
+    return {host: ssh(lab_dir, host, FINGERPRINT).stdout.decode() for host in HOSTS}
+
+
+def report(lab_dir: Path) -> dict:
+    return json.loads((lab_dir / "report.json").read_text())
+
+
+def test_a_dry_run_on_a_drifted_lab_changes_nothing_and_shows_each_decision(lab_dir):
+    assert ssh(lab_dir, "lab01", "sed -i 's/conda-forge$/defaults/' /opt/conda/.condarc")
+    must = ssh(lab_dir, "lab04", "/opt/conda/bin/conda remove -n torch -y -q torchaudio")
+    assert must.returncode == 0, must.stderr
+    before = fingerprints(lab_dir)
+    report_before = (lab_dir / "report.json").read_bytes()
+    log_before = len(read_log(lab.mirror_state_dir(lab_dir)))
+    # No -y: pyinfra looks for changes by running the operations' generators, probe included.
+    done = subprocess.run(
+        [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "--dry"],
+        cwd=REPO,
+        env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    output = done.stdout + done.stderr
+    assert fingerprints(lab_dir) == before
+    assert (lab_dir / "report.json").read_bytes() == report_before
+    assert len(read_log(lab.mirror_state_dir(lab_dir))) == log_before
+    for host in ("lab01", "lab02", "lab04", "lab05", "lab07"):
+        assert f"[{host}] labtorch plan: " in output, host
+    lab04 = next(line for line in output.splitlines() if "[lab04] labtorch plan: " in line)
+    assert "labtorch plan: cu126 (CUDA 12.6), Python 3.11: pytorch=2.7.1=" in lab04, lab04
+    assert "no report" in output
+
+
+def test_a_limited_run_keeps_the_other_hosts_records(lab_dir):
+    earlier = {h["name"]: h for h in report(lab_dir)["hosts"]}
+    status, results, _ = run_deploy(lab_dir, lab_dir, "--limit", "lab01")
+    assert status == 0, results
+    hosts = {h["name"]: h for h in report(lab_dir)["hosts"]}
+    assert sorted(hosts) == HOSTS
+    assert hosts["lab01"]["in_this_run"] and hosts["lab01"]["status"] == "ok"
+    assert hosts["lab01"]["checked"] != earlier["lab01"]["checked"]
+    for name in HOSTS[1:]:
+        assert not hosts[name]["in_this_run"]
+        assert hosts[name]["status"] == earlier[name]["status"]
+        assert hosts[name]["checked"] == earlier[name]["checked"]
+        assert hosts[name]["reason"] == earlier[name]["reason"]
+
+
+def test_a_failed_step_is_named_with_the_first_line_of_its_error(lab_dir):
+    broken = "channels: [conda-forge\n"
+    assert ssh(lab_dir, "lab02", f"printf '{broken}' > /opt/conda/.condarc").returncode == 0
+    assert ssh(lab_dir, "lab05", "rm -rf /opt/conda/envs/torch").returncode == 0
+    state = lab.mirror_state_dir(lab_dir)
+    from labtorch_sim.mirror import set_fault
+
+    set_fault(state, "/anaconda/", "403")
+    set_fault(state, "/fallback/anaconda/", "403")
+    try:
+        status, _, stderr = run_deploy(lab_dir, lab_dir, "--limit", "lab02,lab05")
+    finally:
+        set_fault(state, "/anaconda/", None)
+        set_fault(state, "/fallback/anaconda/", None)
+    assert status == 1
+    hosts = {h["name"]: h for h in report(lab_dir)["hosts"]}
+    assert hosts["lab02"]["step"] == "Point conda at the mirror"
+    assert "/opt/conda/.condarc" in hosts["lab02"]["reason"]
+    assert hosts["lab05"]["step"] == "Install torch into the conda env"
+    assert "403" in hosts["lab05"]["reason"], hosts["lab05"]["reason"]
+    assert "the deploy did not reach the probe" not in stderr
+    assert "Failures by cause:" in stderr
+    assert "lab02" in stderr.split("Failures by cause:")[1].split("Per host:")[0]
+    # Fault gone, condarc fixed: the next run repairs both.
+    assert ssh(lab_dir, "lab02", "rm /opt/conda/.condarc").returncode == 0
+    status, results, _ = run_deploy(lab_dir, lab_dir, "--limit", "lab02,lab05")
+    assert status == 0, results
