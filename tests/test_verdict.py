@@ -183,3 +183,13 @@ def test_the_expectation_counts_gpus_and_knows_which_are_in_mig_mode(smi, gpus, 
         assert expected.mig_gpus == tuple(range(expected.gpus)) and expected.gpus >= 1
     else:
         assert expected.mig_gpus == mig
+
+
+def test_a_device_torch_cannot_query_fails_the_probe_with_its_error():
+    """torch may count a MIG host's GPUs through NVML while CUDA shows one instance: the query
+    of the others raises, and the probe records it instead of crashing."""
+    error = "RuntimeError: CUDA error: invalid device ordinal"
+    found = probe(devices=((None, error),))
+    verdict = judge(found, GPU_PLAN)
+    assert not verdict.passed
+    assert f"GPU 0: torch cannot query it: {error}" in verdict.failures

@@ -93,20 +93,30 @@ def gpu_facts(torch):
         except Exception as exc:
             facts["error"] = f"{type(exc).__name__}: {exc}"
     facts["warnings"] = [str(w.message).strip() for w in caught]
+    facts["visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
     devices = []
     if facts["available"]:
         for index in range(torch.cuda.device_count()):
-            major, minor = torch.cuda.get_device_capability(index)
-            devices.append(
-                {
-                    "index": index,
-                    "name": torch.cuda.get_device_name(index),
-                    "capability": f"{major}.{minor}",
-                    "matmul": matmul(torch, f"cuda:{index}"),
-                }
-            )
+            devices.append(device_facts(torch, index))
     facts["devices"] = devices
     return facts
+
+
+def device_facts(torch, index):
+    """One device's name, capability and a matmul on it. A device that cannot be queried (torch
+    counts MIG hosts' GPUs through NVML, CUDA shows one MIG instance) is recorded, not fatal."""
+    try:
+        major, minor = torch.cuda.get_device_capability(index)
+        name = torch.cuda.get_device_name(index)
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        return {"index": index, "name": None, "capability": None, "matmul": error}
+    return {
+        "index": index,
+        "name": name,
+        "capability": f"{major}.{minor}",
+        "matmul": matmul(torch, f"cuda:{index}"),
+    }
 
 
 def listing(prefix):

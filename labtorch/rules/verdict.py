@@ -147,6 +147,8 @@ def _gpu_problems(probe: dict, expected: Expectation) -> tuple[list[str], list[s
 
 
 def _device_problems(gpu: dict, device: dict) -> list[str]:
+    if device["capability"] is None:
+        return [f"GPU {device['index']}: torch cannot query it: {device['matmul']}"]
     failures = []
     kernel = _kernel(gpu.get("arch_list", []), device["capability"])
     where = f"GPU {device['index']} {device['name']} (sm_{device['capability'].replace('.', '')})"
