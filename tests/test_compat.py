@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -119,9 +120,17 @@ def test_arch_list_round_trips():
     assert str(ArchList.parse(text)) == text
 
 
-@pytest.mark.parametrize("bad", ["", "8.0;9.0+SASS", "sm_x"])
-def test_arch_list_rejects(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("", "empty arch list"),
+        ("8.0;9.0+SASS", "unknown arch suffix in '9.0+SASS'"),
+        ("sm_x", "not a compute capability: 'sm_x'"),
+        ("3.7+PTX;5.0;9.0+PTX", "more than one +PTX entry in '3.7+PTX;5.0;9.0+PTX'"),
+    ],
+)
+def test_arch_list_rejects(bad, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         ArchList.parse(bad)
 
 
@@ -135,7 +144,8 @@ def test_cuda_of_variant(variant, cuda):
 
 @pytest.mark.parametrize("bad", ["cuda121", "rocm6.0", "cu", "121"])
 def test_cuda_of_variant_rejects(bad):
-    with pytest.raises(ValueError):
+    message = f"not a PyTorch variant: '{bad}' (expected cpu or cuXYZ, e.g. cu121)"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         cuda_of_variant(bad)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from labtorch.deploy.inputs import catalog_for, gpu_state, request_for
 from labtorch.deploy.settings import Settings, SettingsError, check_keys, settings_from
 from labtorch.facts.host_state import InstalledPackage, host_state_script, parse_host_state
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
-from labtorch.operations.util.condarc import CondaMirrorConfig, condarc_change
+from labtorch.operations.util.condarc import CondaMirrorConfig, CondarcError, condarc_change
 from labtorch.operations.util.pipconf import PipConfError, pip_conf_change
 from labtorch.rules.envdiff import CREATE, OK, REPAIR, env_diff, pin_problem
 from labtorch.rules.model import PackagePin
@@ -192,9 +193,16 @@ def test_condarc_merge_keeps_user_keys_and_is_idempotent():
     assert condarc_change(first, CONFIG) is None
 
 
-@pytest.mark.parametrize("bad", ["- a list\n", "custom_channels: [x]\n"])
-def test_condarc_that_is_not_a_mapping_is_an_error(bad):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        ("- a list\n", "not a YAML mapping"),
+        ("custom_channels: [x]\n", "custom_channels is not a mapping"),
+        ("channels: [conda-forge\nssl_verify: false\n", "not valid YAML at line 2, column 11"),
+    ],
+)
+def test_condarc_that_is_not_a_mapping_is_an_error(bad, message):
+    with pytest.raises(CondarcError, match=f"^{re.escape(message)}$"):
         condarc_change(bad, CONFIG)
 
 
@@ -265,7 +273,10 @@ def test_snapshot_script_on_a_fake_host(tmp_path):
     assert report.driver_version == "590.44.01" and report.cuda_version == "13.1"
     assert report.gpus[0].capability_source == "reported"
     assert snapshot.platform == "linux-64"
-    assert os.environ.get("HOME") != env["HOME"]
+    # It read the host it ran on: the fake HOME it was given, this machine's uid and glibc.
+    assert snapshot.home == env["HOME"] != os.environ.get("HOME")
+    assert snapshot.is_root is (os.geteuid() == 0)
+    assert snapshot.glibc == os.confstr("CS_GNU_LIBC_VERSION").removeprefix("glibc ")
 
 
 def test_snapshot_script_without_anything(tmp_path):

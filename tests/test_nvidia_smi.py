@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -420,14 +421,21 @@ def test_malformed(parser: Callable[[str], SmiReport], text: str, message: str) 
 @pytest.mark.parametrize(
     ("raw", "detail"),
     [
-        ("<nvidia_smi_log><gpu>", "not nvidia-smi XML output"),
+        # The XML parser's own message follows the prefix: matched as a pattern.
+        ("<nvidia_smi_log><gpu>", r"not nvidia-smi XML output: no element found: line 1, .+"),
         ("", ""),
         ("hello world\n", "hello world"),
-        ("Tesla T4, 15360 MiB\n", "Tesla T4, 15360 MiB"),
+        ("Tesla T4, 15360 MiB\n", r"Tesla T4, 15360 MiB"),
+        # Long output: its first 5 lines, stripped, are the detail.
+        (
+            "\n  line 1\nline 2\nline 3\nline 4\nline 5\nline 6\n",
+            "line 1\nline 2\nline 3\nline 4\nline 5",
+        ),
     ],
 )
 def test_unreadable_output_is_an_unrecognised_failure(raw: str, detail: str) -> None:
     failure = parse_nvidia_smi(raw)
     assert isinstance(failure, SmiFailure)
     assert failure.kind is SmiFailureKind.UNRECOGNISED
-    assert failure.detail.startswith(detail)
+    assert re.fullmatch(detail, failure.detail), failure.detail
+    assert "Run plain `nvidia-smi` or `nvidia-smi -q -x` on the host" in failure.meaning

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import subprocess
 from dataclasses import replace
+from html import escape
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -345,8 +346,10 @@ def test_page_title_summary_and_hosts():
     assert "<title>labtorch fleet report: 2 of 4 hosts ok</title>" in html
     assert "<strong>4 hosts</strong>" in html and "2 ok" in html and "2 failed" in html
     assert "2026-01-02T03:04:05+00:00" in html
-    for host in report["hosts"]:
-        assert f'id="host-{host["name"]}"' in html or host["name"] == HOSTILE
+    # Each host has its row, anchored by its name (the hostile one escaped, not skipped).
+    ids = [f'id="host-{escape(host["name"])}"' for host in report["hosts"]]
+    assert all(html.count(anchor) == 1 for anchor in ids), ids
+    assert html.count('id="host-') == len(ids)
     lab08 = next(host for host in report["hosts"] if host["name"] == "lab08")
     assert "driver-not-loaded" in lab08["reason"]
     assert "driver-not-loaded" in html and "modprobe nvidia" in html

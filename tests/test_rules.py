@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
+import yaml
+from packaging.version import Version
 
 from labtorch.data.compat import CPU, cuda_key, cuda_of_variant, load_compat
+from labtorch.data.files import packaged_data_file
 from labtorch.data.gpus import ComputeCapability, Gpu
 from labtorch.data.mirrors import load_catalog
-from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
+from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
 from labtorch.rules.model import HostFacts, Request, RequestError
 from labtorch.rules.plan import plan_for_host
 
 COMPAT = load_compat()
 CATALOG = load_catalog()
 TUNA_PYTORCH = "https://mirrors.tuna.tsinghua.edu.cn/anaconda/cloud/pytorch"
+SMI_CAPTURES = Path(__file__).parent / "fixtures" / "nvidia-smi"
 
 
 def smi(driver: str | None, cuda: str | None, *gpus: tuple[str, str | None]) -> SmiReport:
@@ -160,24 +165,32 @@ def test_v100_torch_2_11_driver_570_gets_cu126():
 
 
 @pytest.mark.parametrize(
-    ("kind", "needle"),
+    ("capture", "kind", "what_to_do"),
     [
-        (SmiFailureKind.DRIVER_NOT_LOADED, "driver"),
-        (SmiFailureKind.NVML_MISMATCH, "reboot"),
-        (SmiFailureKind.NO_DEVICES, "no"),
-        (SmiFailureKind.DEVICE_HANDLE, "handle"),
+        (
+            "err_driver-not-loaded.txt",
+            SmiFailureKind.DRIVER_NOT_LOADED,
+            "(modprobe nvidia) or reboot",
+        ),
+        ("err_nvml-version-mismatch_570.124.txt", SmiFailureKind.NVML_MISMATCH, "Reboot the host"),
+        ("err_no-devices-found_rtx5090.txt", SmiFailureKind.NO_DEVICES, "see the kernel log"),
+        ("err_device-handle-unknown-error_2024.txt", SmiFailureKind.DEVICE_HANDLE, "Xid errors"),
     ],
 )
-def test_broken_driver_is_reported_not_planned_as_cpu(kind, needle):
-    failure = SmiFailure(kind, f"meaning with {needle}", "raw line")
+def test_broken_driver_is_reported_not_planned_as_cpu(capture, kind, what_to_do):
+    """A real failing nvidia-smi output: the plan is a refusal that names the failure and says
+    what to do (the words come from classifying the capture, not from this test)."""
+    failure = parse_nvidia_smi((SMI_CAPTURES / capture).read_text())
+    assert isinstance(failure, SmiFailure) and failure.kind is kind
     facts = HostFacts(platform="linux-64", nvidia_smi=failure)
     p = plan(facts, torch="2.9", installer="pip")
-    assert p.refused
-    assert kind.value in text(p)
-    assert needle in text(p)
+    assert p.refused and p.variant is None and p.torch is None
+    assert p.reasons[-1] == f"nvidia-smi failed ({kind.value}): {failure.meaning}"
+    assert what_to_do in p.reasons[-1]
     cpu = plan(facts, torch="2.9", installer="pip", variant="cpu")
     assert cpu.variant == CPU and not cpu.refused
-    assert any(kind.value in w for w in cpu.warnings)
+    assert cpu.torch.spec == "torch==2.9.1+cpu"
+    assert f"nvidia-smi failed ({kind.value}): {failure.meaning}" in cpu.warnings
 
 
 def test_no_nvidia_smi_is_a_cpu_plan_with_reason():
@@ -363,8 +376,14 @@ def test_platform_refusals(facts, request_, needle):
 
 
 def test_glibc_2_17_still_gets_2_6():
-    p = plan(host("570.133.20", "12.8", A100, glibc="2.17"), torch="2.6", installer="pip")
+    """2.6's wheels are manylinux2014 (glibc 2.17): the newest CUDA build the driver runs, with
+    its label (2.6's PyPI default is cu124); 2.7 needs glibc 2.28 and is refused, saying so."""
+    facts = host("570.133.20", "12.8", A100, glibc="2.17")
+    p = plan(facts, torch="2.6", installer="pip")
     assert not p.refused
+    assert (p.variant, p.torch.spec) == ("cu126", "torch==2.6.0+cu126")
+    newer = plan(facts, torch="2.7", installer="pip")
+    assert newer.refused and "glibc" in text(newer) and "2.28" in text(newer)
 
 
 def test_windows_pip_cuda_comes_from_wheel_index():
@@ -456,48 +475,96 @@ HOSTS = {
 }
 RELEASES = [patch for release in COMPAT.releases.values() for patch in release.patches]
 
+# The matrix's oracle works from the data files as text, with rules of its own, so that a mistake
+# in labtorch's loader or in its coverage and driver functions cannot agree with itself.
+RAW_FILE = yaml.safe_load(packaged_data_file("releases.yaml").read_text())
+RAW = RAW_FILE["releases"]
+# NVIDIA's minor-version compatibility floors (torch-matrix.md §2.1, Table 1): per CUDA major.
+MINOR_FLOOR = {11: (450, 80, 2), 12: (525, 60, 13), 13: (580,)}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def _variant_cuda(variant: str) -> tuple[int, int]:
+    """cu126 -> (12, 6), cu118 -> (11, 8)."""
+    digits = variant.removeprefix("cu")
+    return int(digits[:-1]), int(digits[-1])
+
+
+def _raw_line(release: str) -> dict:
+    return next(line for line in RAW.values() if release in line["patches"])
+
+
+def _targets(arch: str) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+    """A TORCH_CUDA_ARCH_LIST as written: its SASS targets and its PTX targets."""
+    sass, ptx = [], []
+    for entry in arch.split(";"):
+        name, _, suffix = entry.partition("+")
+        major, minor = _version(name)
+        sass.append((major, minor))
+        if suffix == "PTX":
+            ptx.append((major, minor))
+    return sass, ptx
+
+
+def _capabilities(facts: HostFacts) -> list[tuple[int, int]]:
+    return [(gpu.capability.major, gpu.capability.minor) for gpu in facts.nvidia_smi.gpus]
+
+
+def _sass_runs(arch: str, facts: HostFacts) -> bool:
+    """SASS for X.y runs on X.z when z >= y, never across majors."""
+    sass, _ = _targets(arch)
+    return all(any(s[0] == c[0] and s[1] <= c[1] for s in sass) for c in _capabilities(facts))
+
+
+def _covers(arch: str, facts: HostFacts) -> bool:
+    """SASS as above, or PTX of an architecture no newer than the GPU (JIT-compiled)."""
+    sass, ptx = _targets(arch)
+    return all(
+        any(s[0] == c[0] and s[1] <= c[1] for s in sass) or any(x <= c for x in ptx)
+        for c in _capabilities(facts)
+    )
+
 
 def _driver_runs_strict(facts: HostFacts, variant: str) -> bool:
-    return cuda_key(facts.nvidia_smi.cuda_version) >= cuda_key(cuda_of_variant(variant))
+    return _version(facts.nvidia_smi.cuda_version) >= _variant_cuda(variant)
 
 
-def _driver_runs_minor_with_sass(facts: HostFacts, variant: str, arch) -> bool:
+def _driver_runs_minor_with_sass(facts: HostFacts, variant: str, arch: str) -> bool:
     """CUDA minor-version compatibility (the major's driver floor, NVIDIA Table 1) and compiled
     kernels for every GPU: what driver policy auto accepts when no build runs strictly."""
-    floor = COMPAT.cuda[cuda_of_variant(variant)].minor_compat["linux"]
-    driver = tuple(int(x) for x in facts.nvidia_smi.driver_version.split("."))
-    enough = driver >= tuple(int(x) for x in floor.split("."))
-    return enough and all(arch.sass_for(gpu.capability) for gpu in facts.nvidia_smi.gpus)
-
-
-def _covers(arch, facts: HostFacts) -> bool:
-    return all(arch.kernel_for(gpu.capability) for gpu in facts.nvidia_smi.gpus)
+    floor = MINOR_FLOOR[_variant_cuda(variant)[0]]
+    return _version(facts.nvidia_smi.driver_version) >= floor and _sass_runs(arch, facts)
 
 
 def _newest(variants):
-    return max(variants, key=lambda v: cuda_key(cuda_of_variant(v)))
+    return max(variants, key=_variant_cuda)
 
 
 @pytest.mark.parametrize("policy", ["auto", "strict"])
 @pytest.mark.parametrize(("release", "host_name"), list(itertools.product(RELEASES, HOSTS)))
 def test_every_release_on_every_host_pip(release, host_name, policy):
     facts = HOSTS[host_name]
-    line = COMPAT.find_release(release)[0]
-    python = line.python_max
+    line = _raw_line(release)
+    python = line["python"]["max"]
     p = plan(facts, torch=release, installer="pip", python=python, driver_policy=policy)
     assert p.reasons, "every plan explains itself"
     if facts.nvidia_smi is None:
         assert p.variant == CPU and p.torch.spec == f"torch=={release}+cpu"
         return
-    covering = [v for v, arch in line.variants.items() if _covers(arch, facts)]
+    variants = line["variants"]
+    covering = [v for v, arch in variants.items() if _covers(arch, facts)]
     runnable = [v for v in covering if _driver_runs_strict(facts, v)]
-    minor = [v for v in covering if _driver_runs_minor_with_sass(facts, v, line.variants[v])]
+    minor = [v for v in covering if _driver_runs_minor_with_sass(facts, v, variants[v])]
     if not covering:
         assert p.refused and "no CUDA build" in text(p)
         return
     assert not p.refused
     if not runnable and (policy == "strict" or not minor):
         assert p.variant == CPU and "too old" in text(p)
+        assert p.torch.spec == f"torch=={release}+cpu"
         return
     if not runnable:
         assert p.variant == _newest(minor)
@@ -505,10 +572,8 @@ def test_every_release_on_every_host_pip(release, host_name, policy):
         return
     newest = _newest(runnable)
     assert p.variant == newest
-    label = "" if newest == line.pypi_default else f"+{newest}"
+    label = "" if newest == line["pypi_default"] else f"+{newest}"
     assert p.torch.spec == f"torch=={release}{label}"
-    arch = line.variants[newest]
-    assert all(arch.kernel_for(gpu.capability) for gpu in facts.nvidia_smi.gpus)
 
 
 @pytest.mark.parametrize(
@@ -562,12 +627,49 @@ def test_expected_variants_auto(release, host_name, variant, why):
         assert minor and why in text(p)
 
 
+def _conda_refusal(release: str, facts: HostFacts) -> str | None:
+    """Why a conda plan for ``release`` on linux-64 must be refused (the reason's start), from
+    the data as text: not on the pytorch channel (after its last release) and conda-forge has no
+    build; or a GPU that no CUDA build of the route has kernels or PTX for."""
+    last = RAW_FILE["conda_pytorch_channel"]["last_release"]
+    line = _raw_line(release)
+    groups = (line.get("conda_forge") or {}).get(release, {}).values()
+    forge = [g["linux-64"] for g in groups if "linux-64" in g]
+    if Version(release) > Version(last):
+        if not forge:
+            return (
+                f"the pytorch conda channel stops at {last} and conda-forge has no pytorch "
+                f"{release} for linux-64"
+            )
+        if facts.nvidia_smi is None:
+            return None
+        channel = RAW_FILE["conda_forge"]["arch"]
+        lists = [
+            (g.get("arch") or {}).get("linux-64", {}).get(v)
+            or channel[".".join(map(str, _variant_cuda(v)))]
+            for g in groups
+            if "linux-64" in g
+            for v in g["linux-64"]
+            if v != CPU
+        ]
+        if not any(_covers(arch, facts) for arch in lists):
+            gpu = facts.nvidia_smi.gpus[0]
+            return (
+                f"no CUDA build of torch {release} from conda-forge has kernels or PTX that run "
+                f"on GPU 0 {gpu.name}"
+            )
+    return None
+
+
 @pytest.mark.parametrize(("release", "host_name"), list(itertools.product(RELEASES, HOSTS)))
 def test_every_release_on_every_host_conda(release, host_name):
     facts = HOSTS[host_name]
     p = plan(facts, torch=release, installer="conda")
     assert p.reasons
-    if p.refused:
+    refusal = _conda_refusal(release, facts)
+    assert p.refused == (refusal is not None), text(p)
+    if refusal is not None:
+        assert p.reasons[-1].startswith(refusal), p.reasons[-1]
         return
     assert p.channels and p.channel_urls
     assert all(url.startswith("https://mirrors.") for url in p.channel_urls)

@@ -100,23 +100,41 @@ def test_nvidia_smi_answers_with_the_profile_facts(lab_dir, hosts, form, command
         assert isinstance(report, SmiReport), (name, report)
         if form in profile.captures and form != "csv":
             assert done.stdout == profile.captures[form].read_bytes(), name
-        assert_matches_profile(name, report, profile)
+        assert_matches_profile(name, form, report, profile)
 
 
-def assert_matches_profile(host: str, report: SmiReport, profile: Profile) -> None:
-    """The output says what parsing the profile's captures directly says."""
-    facts = profile.facts
-    assert report.driver_version in (facts.driver, None), host
-    assert report.cuda_version in (facts.cuda, None), host
-    if report.output_format == "version":
+# What each form of nvidia-smi output carries (the real tool's): those facts must be the
+# profile's, exactly; the others must be absent, not guessed. "mig" in `-L` output shows only as
+# the MIG devices listed under a GPU in MIG mode.
+CARRIES = {
+    "table": {"driver", "cuda", "memory", "mig"},
+    "xml": {"driver", "cuda", "uuid", "memory", "mig"},
+    "csv": {"driver", "uuid", "memory", "mig"},
+    "list": {"uuid"},
+    "version": {"driver", "cuda"},
+}
+
+
+def assert_matches_profile(host: str, form: str, report: SmiReport, profile: Profile) -> None:
+    """The output says what parsing the profile's captures directly says, field by field."""
+    facts, carries = profile.facts, CARRIES[form]
+    assert report.driver_version == (facts.driver if "driver" in carries else None), host
+    assert report.cuda_version == (facts.cuda if "cuda" in carries else None), host
+    if form == "version":
+        assert report.gpus == (), host
         return
     assert len(report.gpus) == len(facts.gpus), host
     for gpu, expected in zip(report.gpus, facts.gpus, strict=True):
-        assert expected.name.startswith(gpu.name.removesuffix("...")), host
-        assert gpu.uuid in (expected.uuid, None), host
-        assert gpu.memory_mib in (expected.memory_mib, None), host
+        if form == "table":  # the table cuts long names to its column, with "..."
+            assert gpu.name.endswith("...") or gpu.name == expected.name, host
+            assert expected.name.startswith(gpu.name.removesuffix("...")), host
+        else:
+            assert gpu.name == expected.name, host
+        assert gpu.uuid == (expected.uuid if "uuid" in carries else None), host
+        assert gpu.memory_mib == (expected.memory_mib if "memory" in carries else None), host
         assert str(gpu.capability) == expected.capability, host
-        assert gpu.mig_enabled in (expected.mig, None), host
+        mig = expected.mig if "mig" in carries else (True if expected.mig else None)
+        assert gpu.mig_enabled == mig, host
 
 
 def test_query_gpu_shows_units_like_the_real_tool(lab_dir, hosts):
