@@ -116,3 +116,37 @@ def test_a_failed_step_is_named_with_the_first_line_of_its_error(lab_dir):
     assert ssh(lab_dir, "lab02", "rm /opt/conda/.condarc").returncode == 0
     status, results, _ = run_deploy(lab_dir, lab_dir, "--limit", "lab02", "--limit", "lab05")
     assert status == 0, results
+
+
+def test_a_linked_condarc_is_updated_where_it_points_with_its_comments(lab_dir):
+    """The condarc is a link to a file the lab shares: the link stays, the shared file gets the
+    mirror (its comment kept), and the backup sits beside the file it backs up."""
+    shared = "/etc/lab-shared.condarc"
+    setup = (
+        f"printf '# shared by the lab\\nenvs_dirs: [/data/envs]\\n' > {shared} && "
+        f"rm -f /opt/conda/.condarc /opt/conda/.condarc.labtorch-backup && "
+        f"ln -s {shared} /opt/conda/.condarc"
+    )
+    assert ssh(lab_dir, "lab04", setup).returncode == 0
+    status, results, _ = run_deploy(lab_dir, lab_dir, "--limit", "lab04")
+    assert status == 0, results
+    assert ssh(lab_dir, "lab04", "test -L /opt/conda/.condarc").returncode == 0
+    text = ssh(lab_dir, "lab04", f"cat {shared}").stdout.decode()
+    assert text.startswith("# shared by the lab\n") and "conda-forge" in text
+    backup = ssh(lab_dir, "lab04", f"cat {shared}.labtorch-backup").stdout.decode()
+    assert backup == "# shared by the lab\nenvs_dirs: [/data/envs]\n"
+    status, results, _ = run_deploy(lab_dir, lab_dir, "--limit", "lab04")
+    assert status == 0 and not any(op["success"] for op in results["operations"])
+
+
+def test_a_directory_where_pip_conf_belongs_fails_that_host_with_its_path(lab_dir):
+    pip_conf = "/opt/labtorch/venvs/torch/pip.conf"
+    assert ssh(lab_dir, "lab07", f"rm -f {pip_conf} && mkdir {pip_conf}").returncode == 0
+    status, _, _ = run_deploy(lab_dir, lab_dir, "--limit", "lab07")
+    assert status == 1
+    record = next(h for h in report(lab_dir)["hosts"] if h["name"] == "lab07")
+    assert record["step"] == "Point pip at the mirror"
+    assert record["reason"].startswith(f"{pip_conf} is a directory, not a file")
+    assert ssh(lab_dir, "lab07", f"rmdir {pip_conf}").returncode == 0
+    status, _, _ = run_deploy(lab_dir, lab_dir, "--limit", "lab07")
+    assert status == 0

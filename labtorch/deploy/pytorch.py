@@ -126,6 +126,7 @@ def _conda_steps(
         config=mirror_config(plan, mirror, catalog),
         current=host_state.condarc,
         has_backup=host_state.condarc_backup,
+        kind=host_state.condarc_kind,
     )
     conda.env(
         name="Install torch into the conda env",
@@ -212,6 +213,7 @@ def install_pytorch() -> None:
         index_url=mirror.pypi,
         current=host_state.pip_conf,
         has_backup=host_state.pip_conf_backup,
+        kind=host_state.pip_conf_kind,
     )
     unchanged = (
         env_diff(

@@ -59,6 +59,7 @@ class HostState:
     conda_version: str | None
     condarc_path: str | None
     condarc: str | None
+    condarc_kind: str | None
     condarc_backup: bool
     env_path: str
     env_prefix: str | None
@@ -68,6 +69,7 @@ class HostState:
     probe_cache: dict | None
     pip_conf_path: str
     pip_conf: str | None
+    pip_conf_kind: str | None
     pip_conf_backup: bool
 
     @property
@@ -109,6 +111,13 @@ class HostState:
         if self.conda_exe is None:
             return None
         return self.conda_exe.rsplit("/bin/", 1)[0]
+
+
+# Prints what is at a config file's path when it is there but not a regular file.
+_NOT_A_FILE = (
+    '[ -e "${var}" ] && [ ! -f "${var}" ]'
+    ' && {{ [ -d "${var}" ] && echo directory || echo special; }}'
+)
 
 
 def _q(value: str) -> str:
@@ -163,7 +172,10 @@ def host_state_script(
             f'echo {MARK} conda; [ -n "$conda" ] && echo "$conda"'
             ' && ls "$root"/conda-meta/conda-[0-9]*.json 2>/dev/null',
             f"rc={condarc}",
+            # A link is followed: labtorch updates the file it points to, which others may share.
+            '[ -n "$rc" ] && [ -L "$rc" ] && rc=$(readlink -f "$rc")',
             f'echo {MARK} condarc-path; [ -n "$rc" ] && echo "$rc"',
+            f'echo {MARK} condarc-kind; [ -n "$rc" ] && {_NOT_A_FILE.format(var="rc")}',
             f'echo {MARK} condarc-backup; [ -n "$rc" ] && test -e "$rc{BACKUP_SUFFIX}" && echo yes',
             f'echo {MARK} condarc; [ -n "$rc" ] && cat "$rc" 2>/dev/null && echo',
             f'prefix={prefix}; echo {MARK} env-path; echo "$prefix"',
@@ -177,7 +189,9 @@ def host_state_script(
             f'echo {MARK} conda-meta-files; ls "$prefix"/conda-meta/*.json 2>/dev/null',
             f'echo {MARK} probe-cache; cat "$prefix/{CACHE}" 2>/dev/null && echo',
             f"pip_conf={pip_conf}",
+            '[ -L "$pip_conf" ] && pip_conf=$(readlink -f "$pip_conf")',
             f'echo {MARK} pip-conf-path; echo "$pip_conf"',
+            f"echo {MARK} pip-conf-kind; {_NOT_A_FILE.format(var='pip_conf')}",
             f'echo {MARK} pip-conf-backup; test -e "$pip_conf{BACKUP_SUFFIX}" && echo yes',
             f'echo {MARK} pip-conf; cat "$pip_conf" 2>/dev/null && echo',
             "exit 0",
@@ -322,6 +336,7 @@ def parse_host_state(lines: list[str]) -> HostState:
         conda_version=conda_version,
         condarc_path=_first(sections.get("condarc-path")),
         condarc=_file_text(sections.get("condarc")),
+        condarc_kind=_first(sections.get("condarc-kind")),
         condarc_backup=_first(sections.get("condarc-backup")) == "yes",
         env_path=_first(sections.get("env-path")) or "",
         env_prefix=prefix,
@@ -337,5 +352,6 @@ def parse_host_state(lines: list[str]) -> HostState:
         probe_cache=_json_or_none(_file_text(sections.get("probe-cache"))),
         pip_conf_path=_first(sections.get("pip-conf-path")) or "",
         pip_conf=_file_text(sections.get("pip-conf")),
+        pip_conf_kind=_first(sections.get("pip-conf-kind")),
         pip_conf_backup=_first(sections.get("pip-conf-backup")) == "yes",
     )

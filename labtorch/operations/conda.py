@@ -15,7 +15,13 @@ from labtorch.rules.model import PackagePin
 
 
 @operation()
-def condarc(path: str, config: CondaMirrorConfig, current: str | None, has_backup: bool):
+def condarc(
+    path: str,
+    config: CondaMirrorConfig,
+    current: str | None,
+    has_backup: bool,
+    kind: str | None = None,
+):
     """
     Point conda at the mirror in the condarc labtorch owns, keeping every other key.
 
@@ -23,6 +29,7 @@ def condarc(path: str, config: CondaMirrorConfig, current: str | None, has_backu
     + config: the channels, ``default_channels`` and ``custom_channels`` entries to set
     + current: the file's text as the LabHost fact read it (None: no file)
     + has_backup: whether labtorch's one-time backup of the user's original already exists
+    + kind: what is at ``path`` when it is not a file (``directory``): the host fails
 
     **Example:**
 
@@ -37,6 +44,7 @@ def condarc(path: str, config: CondaMirrorConfig, current: str | None, has_backu
         current,
         has_backup,
         f"{path} already points conda at the mirror",
+        kind,
     )
 
 

@@ -17,7 +17,9 @@ from labtorch.rules.model import PackagePin
 
 
 @operation()
-def pip_index(path: str, index_url: str, current: str | None, has_backup: bool):
+def pip_index(
+    path: str, index_url: str, current: str | None, has_backup: bool, kind: str | None = None
+):
     """
     Point pip at the mirror's PyPI in the pip.conf labtorch owns, keeping every other setting.
 
@@ -25,6 +27,7 @@ def pip_index(path: str, index_url: str, current: str | None, has_backup: bool):
     + index_url: the mirror's PyPI simple index
     + current: the file's text as the LabHost fact read it (None: no file)
     + has_backup: whether labtorch's one-time backup of the user's original already exists
+    + kind: what is at ``path`` when it is not a file (``directory``): the host fails
     """
     yield from update_owned_file(
         path,
@@ -32,6 +35,7 @@ def pip_index(path: str, index_url: str, current: str | None, has_backup: bool):
         current,
         has_backup,
         f"{path} already points pip at {index_url}",
+        kind,
     )
 
 

@@ -1,11 +1,15 @@
 """The condarc labtorch owns: which keys it sets, and a merge that keeps everything else.
 
 labtorch owns ``channels``, ``default_channels``, ``show_channel_urls`` and its entries in
-``custom_channels``; every other key (and every other custom channel) stays as the user wrote it.
+``custom_channels``; every other key (and every other custom channel) stays as the user wrote it,
+comments and layout included: a change is written with ruamel.yaml's round trip, which keeps
+them (PyYAML drops every comment). Checking whether anything must change stays with PyYAML's C
+loader, the fast path of a rerun.
 """
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 
 import yaml
@@ -76,4 +80,26 @@ def condarc_change(current: str | None, config: CondaMirrorConfig) -> str | None
     wanted = _merged(have, config)
     if current is not None and have == wanted:
         return None
-    return yaml.safe_dump(wanted, sort_keys=False, default_flow_style=False)
+    if not have:
+        return yaml.safe_dump(wanted, sort_keys=False, default_flow_style=False)
+    return _round_trip(current, wanted)
+
+
+def _round_trip(current: str, wanted: dict) -> str:
+    """``current`` with labtorch's keys set to their ``wanted`` values, every other line kept."""
+    from ruamel.yaml import YAML
+
+    loader = YAML()
+    loader.preserve_quotes = True
+    document = loader.load(current)
+    for key in ("channels", "default_channels", "show_channel_urls"):
+        document[key] = wanted[key]
+    custom = document.get("custom_channels")
+    if custom is None:
+        document["custom_channels"] = wanted["custom_channels"]
+    else:
+        for name, url in wanted["custom_channels"].items():
+            custom[name] = url
+    out = io.StringIO()
+    loader.dump(document, out)
+    return out.getvalue()

@@ -42,13 +42,22 @@ def update_owned_file(
     current: str | None,
     has_backup: bool,
     unchanged: str,
+    kind: str | None = None,
 ) -> Iterator[StringCommand | FileUploadCommand]:
     """Commands that bring a file labtorch owns keys of to what ``change`` computes.
 
     ``change`` returns the new text, or None when the file already says what labtorch wants
-    (then the op is a no-op described by ``unchanged``); a file it cannot read (ValueError)
-    fails this host only, saying what to do.
+    (then the op is a no-op described by ``unchanged``); a file it cannot read (ValueError), or
+    something at ``path`` that is not a file (``kind``: a directory), fails this host only,
+    saying what to do. ``path`` is the file itself: a link was resolved by the host state, so
+    the file it points to is updated in place of the link.
     """
+    if kind:
+        yield failing_command(
+            f"{path} is a {kind}, not a file: labtorch cannot write its settings there; "
+            "move it away, then run again"
+        )
+        return
     try:
         text = change()
     except ValueError as exc:
