@@ -4,10 +4,30 @@
 
 Groups ``gpu`` and ``cpu`` follow the hosts' profiles. Host keys are checked strictly against
 the lab's own known_hosts file (written at every ``sim up``), so nothing touches ~/.ssh.
+
+Each host takes one of three routes, by its profile, so that the lab shows them side by side;
+the groups ``pytorch_channel``, ``conda_forge`` and ``pip`` name them (``--limit pip``):
+
+- ``pytorch_channel``: the article's route, the old ``pytorch`` conda channel with
+  ``pytorch-cuda`` from the ``nvidia`` channel, at labtorch's default release (2.3.1: no
+  ``torch_release`` here). Hosts whose driver is too old for conda-forge's 2.7.1 builds (Volta on
+  535 gets cu121; the A10G on 515 shows why it gets no CUDA build), the RTX 3090 on 525 (cu118)
+  and a GPU-less host with conda (the CPU build with ``cpuonly``).
+- ``conda_forge``: conda-forge's pytorch 2.7.1, on the other hosts with conda.
+- ``pip``: the 2.9.1 wheels in a venv, on hosts without conda.
 """
 
 from labtorch_sim import default_state_dir
 from labtorch_sim.lab import HostStatus, status
+
+# Profiles whose hosts take the pytorch channel (labtorch_sim/data/profiles.yaml).
+PYTORCH_CHANNEL_PROFILES = frozenset({"volta", "old-driver", "ampere-525", "cpu-conda"})
+# The settings of each route; the pytorch channel keeps labtorch's default release.
+ROUTES = {
+    "pytorch_channel": {"torch_installer": "conda", "torch_conda_channel": "pytorch"},
+    "conda_forge": {"torch_release": "2.7.1"},
+    "pip": {"torch_release": "2.9.1"},
+}
 
 
 def _lab_hosts() -> tuple[HostStatus, ...]:
@@ -36,18 +56,23 @@ def _lab_settings() -> dict:
     }
 
 
+def _route(host: HostStatus) -> str:
+    if host.profile in PYTORCH_CHANNEL_PROFILES and host.conda:
+        return "pytorch_channel"
+    return "conda_forge" if host.conda else "pip"
+
+
 def _host_data(host: HostStatus) -> dict:
-    return {**host.pyinfra_data(), "sim_profile": host.profile}
+    # Host data, so that the route's settings win over the gpu and cpu groups' own
+    # (group_data/cpu.py installs with pip).
+    return {**host.pyinfra_data(), "sim_profile": host.profile, **ROUTES[_route(host)]}
 
 
 _HOSTS = _lab_hosts()
 _SETTINGS = _lab_settings()
-# The lab's mirror carries conda-forge's pytorch 2.7.1 (cpu, cuda126) and the 2.9.1 wheels.
-gpu = (
-    [(host.name, _host_data(host)) for host in _HOSTS if host.group == "gpu"],
-    {**_SETTINGS, "torch_release": "2.7.1"},
-)
-cpu = (
-    [(host.name, _host_data(host)) for host in _HOSTS if host.group == "cpu"],
-    {**_SETTINGS, "torch_release": "2.9.1"},
-)
+# A dict of its own per group: pyinfra adds group_data/<group>.py into the group's dict.
+gpu = ([(host.name, _host_data(host)) for host in _HOSTS if host.group == "gpu"], {**_SETTINGS})
+cpu = ([(host.name, _host_data(host)) for host in _HOSTS if host.group == "cpu"], {**_SETTINGS})
+pytorch_channel = [host.name for host in _HOSTS if _route(host) == "pytorch_channel"]
+conda_forge = [host.name for host in _HOSTS if _route(host) == "conda_forge"]
+pip = [host.name for host in _HOSTS if _route(host) == "pip"]

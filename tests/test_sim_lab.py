@@ -280,6 +280,53 @@ def test_pyinfra_runs_on_every_host(lab_dir, hosts):
         assert f"[{name}] {name}" in done.stdout + done.stderr
 
 
+def _inventory(lab_dir: Path) -> dict[str, tuple[set[str], dict]]:
+    """Each host's groups and data as pyinfra sees them (``debug-inventory``)."""
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "pyinfra"), "inventories/sim.py", "debug-inventory"],
+        cwd=REPO,
+        env={**os.environ, STATE_DIR_ENV: str(lab_dir)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    hosts = {}
+    # pyinfra prints it on stderr.
+    for block in done.stderr.split("\n[")[1:]:
+        name = block.split("]", 1)[0]
+        groups = block.split("--> Groups: ", 1)[1].split("\n", 1)[0].split(", ")
+        data = json.JSONDecoder().raw_decode(block.split("--> Data:\n", 1)[1])[0]
+        hosts[name] = (set(groups), data)
+    return hosts
+
+
+def test_inventory_puts_each_host_on_its_route(lab_dir, hosts):
+    """The pytorch-channel hosts keep labtorch's default release (2.3.1, from group_data/all.py:
+    the inventory sets none), next to conda-forge's 2.7.1 and pip's 2.9.1; groups gpu and cpu
+    follow the profiles as before."""
+    inventory = _inventory(lab_dir)
+    routes = {
+        "pytorch_channel": ("2.3.1", "conda", "pytorch"),
+        "conda_forge": ("2.7.1", "conda", "auto"),
+        "pip": ("2.9.1", "pip", "auto"),
+    }
+    on_route = {route: [] for route in routes}
+    for name, (groups, data) in inventory.items():
+        [route] = groups & set(routes)
+        on_route[route].append(name)
+        assert "gpu" in groups if hosts[name].group == "gpu" else "cpu" in groups
+        settings = (data["torch_release"], data["torch_installer"], data["torch_conda_channel"])
+        assert settings == routes[route], name
+        # group_data/gpu.py and cpu.py still apply to their own groups only.
+        assert data["torch_variant"] == ("cpu" if hosts[name].group == "cpu" else "auto"), name
+    assert on_route == {
+        "pytorch_channel": ["lab03", "lab06"],
+        "conda_forge": ["lab01", "lab02", "lab04", "lab05", "lab08"],
+        "pip": ["lab07"],
+    }
+
+
 # --- down, a changed profile ---------------------------------------------------------------------
 
 
