@@ -69,3 +69,9 @@ torch_pip_scope = "env"
 # or "on-change": again only when the env's packages or the loaded driver changed since the last
 # probe, whose result is kept in the env (a no-op rerun then costs one command per host).
 torch_probe = "on-change"
+
+# A deploy that will change a host's env first takes a lock beside it (<env>.labtorch-lock), so two
+# runs at once cannot corrupt it; the second waits this many seconds, then fails that host naming
+# the holder. A lock left by a run of this controller that died, or older than 6 hours, is taken
+# over.
+torch_run_lock_wait = 600

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,7 @@ from labhelpers import PYINFRA, REPO, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
 from labtorch_sim import STATE_DIR_ENV, lab
-from labtorch_sim.mirror import read_log
+from labtorch_sim.mirror import read_log, set_fault
 
 # Every file labtorch writes on a host, and the envs it installs into.
 OWNED = (
@@ -94,8 +96,6 @@ def test_a_failed_step_is_named_with_the_first_line_of_its_error(lab_dir):
     assert ssh(lab_dir, "lab02", f"printf '{broken}' > /opt/conda/.condarc").returncode == 0
     assert ssh(lab_dir, "lab05", "rm -rf /opt/conda/envs/torch").returncode == 0
     state = lab.mirror_state_dir(lab_dir)
-    from labtorch_sim.mirror import set_fault
-
     set_fault(state, "/anaconda/", "403")
     set_fault(state, "/fallback/anaconda/", "403")
     try:
@@ -150,3 +150,71 @@ def test_a_directory_where_pip_conf_belongs_fails_that_host_with_its_path(lab_di
     assert ssh(lab_dir, "lab07", f"rmdir {pip_conf}").returncode == 0
     status, _, _ = run_deploy(lab_dir, lab_dir, "--limit", "lab07")
     assert status == 0
+
+
+LOCK = "/opt/conda/envs/torch.labtorch-lock"
+
+
+def _deploy_process(lab_dir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--json", *extra],
+        cwd=REPO,
+        env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_deploys_at_once_the_second_waits_then_fails_naming_the_holder(lab_dir):
+    """The first run holds lab05's env while it installs (slowly: the mirror delays packages);
+    the second, started meanwhile, waits its bounded time, then fails that host naming the
+    holder; the first converges, and lets the env go."""
+    assert (
+        ssh(lab_dir, "lab05", "/opt/conda/bin/conda remove -n torch -y -q torchaudio").returncode
+        == 0
+    )
+    state = lab.mirror_state_dir(lab_dir)
+    set_fault(state, "/anaconda/cloud/conda-forge/linux-64/torchaudio", "slow", delay_s=8.0)
+    try:
+        first = _deploy_process(lab_dir, "--limit", "lab05")
+        for _ in range(100):
+            if ssh(lab_dir, "lab05", f"test -d {LOCK}").returncode == 0:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the first run never took the lock")
+        second = subprocess.run(
+            [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--limit", "lab05",
+             "--data", "torch_run_lock_wait=2"],
+            cwd=REPO, env={**os.environ, STATE_DIR_ENV: str(lab_dir),
+                           "LABTORCH_REPORT_DIR": str(lab_dir / "second")},
+            capture_output=True, text=True, timeout=300, check=False,
+        )  # fmt: skip
+        _, first_err = first.communicate(timeout=300)
+    finally:
+        set_fault(state, "/anaconda/cloud/conda-forge/linux-64/torchaudio", None)
+    assert second.returncode == 1
+    assert "another labtorch run holds lab05 since 20" in second.stderr
+    second_record = json.loads((lab_dir / "second" / "report.json").read_text())["hosts"]
+    held = next(h for h in second_record if h["name"] == "lab05")
+    assert held["step"] == "Take the env" and held["reason"].startswith("another labtorch run")
+    assert first.returncode == 0, first_err
+    assert ssh(lab_dir, "lab05", f"test -e {LOCK}").returncode != 0
+
+
+def test_a_lock_left_by_a_dead_run_of_this_controller_is_taken_over(lab_dir):
+    owner = f"{socket.gethostname()} 999999 {int(time.time())}"
+    setup = f"mkdir -p {LOCK} && echo '{owner}' > {LOCK}/owner && rm -rf /opt/conda/envs/torch"
+    assert ssh(lab_dir, "lab05", setup).returncode == 0
+    status, results, _ = run_deploy(lab_dir, lab_dir, "--limit", "lab05")
+    assert status == 0, results
+    assert ssh(lab_dir, "lab05", f"test -e {LOCK}").returncode != 0
+
+
+def test_a_converged_host_takes_no_lock(lab_dir):
+    """A run that changes nothing costs nothing more: no lock, the host state alone."""
+    status, results, _ = run_deploy(lab_dir, lab_dir, "--limit", "lab05", "-v")
+    assert status == 0
+    names = {op["name"].split(" | ")[-1] for op in results["operations"]}
+    assert "Take the env" not in names and "Let the env go" not in names

@@ -6,6 +6,9 @@ read, fails alone with its reason; bad settings fail the whole run before any ho
 
 from __future__ import annotations
 
+import os
+import socket
+import time
 from pathlib import Path
 
 from pyinfra import host, logger
@@ -34,15 +37,19 @@ from labtorch.deploy.settings import (
 )
 from labtorch.facts.host_state import HostState
 from labtorch.facts.pyinfra_facts import LabHost
-from labtorch.operations import checks, conda, pip
-from labtorch.operations.util.condarc import mirror_config
-from labtorch.rules.envdiff import OK, env_diff
+from labtorch.operations import checks, conda, pip, run_lock
+from labtorch.operations.util.condarc import condarc_change, mirror_config
+from labtorch.operations.util.pipconf import pip_conf_change
+from labtorch.rules.envdiff import OK, EnvDiff, env_diff
 from labtorch.rules.fallback import PipSource, usable_fallbacks
 from labtorch.rules.model import PackagePin, Plan, Request, RequestError
 from labtorch.rules.plan import plan_for_host
 from labtorch.rules.provenance import origins_for
+from labtorch.rules.run_lock import LOCK_SUFFIX, LockOwner, is_stale
 
 _checked: set[int] = set()
+# This run, as the env locks it takes name it.
+OWNER = LockOwner(socket.gethostname(), os.getpid(), int(time.time()))
 
 
 def _where_group_sets(group: str, key: str) -> str:
@@ -148,6 +155,51 @@ def _refuse(step: str, reason: str) -> None:
     checks.refuse(name=step, reason=reason)
 
 
+def _lock_if_changing(
+    host_state: HostState,
+    settings: Settings,
+    plan: Plan,
+    mirror: Mirror,
+    catalog: MirrorCatalog,
+    diff: EnvDiff,
+) -> str | None:
+    """Take the env's lock when this run will change anything of it (a run that changes nothing
+    costs nothing more); the lock's path, or None."""
+    try:
+        files_change = pip_conf_change(host_state.pip_conf, mirror.pypi) is not None or (
+            settings.installer == "conda"
+            and condarc_change(host_state.condarc, mirror_config(plan, mirror, catalog)) is not None
+        )
+    except ValueError:
+        files_change = True
+    if diff.action == OK and not files_change:
+        return None
+    path = host_state.env_path + LOCK_SUFFIX
+    held = LockOwner.parse(host_state.run_lock)
+    stale = None
+    if held is not None and is_stale(held, int(time.time()), OWNER.controller, _alive(held.pid)):
+        stale = held.line()
+    run_lock.acquire(
+        name="Take the env",
+        path=path,
+        owner=OWNER,
+        wait_s=settings.run_lock_wait,
+        what=host.name,
+        stale=stale,
+    )
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _keep_probe(run: HostRun):
     def keep(probe: dict | None, verdict) -> None:
         run.probe, run.verdict = probe, verdict
@@ -193,6 +245,13 @@ def install_pytorch() -> None:
     fallbacks = _fallbacks(host_state, settings, request, catalog, plan)
     origins = origins_for(plan, fallbacks, catalog)
     accepted = list(origins.accepted)
+    diff = env_diff(
+        pins,
+        host_state.env_packages,
+        accepted,
+        foreign=host_state.env_is_foreign(settings.installer),
+    )
+    lock = _lock_if_changing(host_state, settings, plan, mirror, catalog, diff)
     if settings.installer == "conda":
         _conda_steps(host_state, plan, fallbacks, pins, mirror, catalog, accepted)
     else:
@@ -215,15 +274,9 @@ def install_pytorch() -> None:
         has_backup=host_state.pip_conf_backup,
         kind=host_state.pip_conf_kind,
     )
-    unchanged = (
-        env_diff(
-            pins,
-            host_state.env_packages,
-            accepted,
-            foreign=host_state.env_is_foreign(settings.installer),
-        ).action
-        == OK
-    )
+    if lock:
+        run_lock.release(name="Let the env go", path=lock, owner=OWNER)
+    unchanged = diff.action == OK
     checks.verify(
         name="Prove torch works",
         python=f"{host_state.env_path}/bin/python",

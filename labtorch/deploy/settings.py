@@ -85,6 +85,12 @@ def _fallback_mirrors(value: Any) -> str | None:
     return None
 
 
+def _seconds(value: Any) -> str | None:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 86400:
+        return None
+    return "must be a whole number of seconds from 0 to 86400"
+
+
 def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be True or False"
 
@@ -186,6 +192,7 @@ class Settings:
     pip_scope: str = "env"
     venv_root: str = "/opt/labtorch/venvs"
     probe: str = "on-change"
+    run_lock_wait: int = 600
 
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
@@ -208,13 +215,14 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "pip_scope": _scope(("env", "user", "global")),
     "venv_root": _venv_root,
     "probe": _choice(("on-change", "always")),
+    "run_lock_wait": _seconds,
 }
 KEYS = tuple(f"{PREFIX}{field.name}" for field in fields(Settings))
 # Every key but these holds text. pyinfra's --data turns an unquoted number into an int or a
 # float (pyinfra_cli.util.parse_cli_arg: int(), then json.loads()), as Python does in a
 # group_data file: 3.10 becomes 3.1 and 2.10 becomes 2.1. A number cannot be read back as the
 # version that was typed, so it is refused with the way to quote it, never guessed.
-_NOT_TEXT = ("toolkit", "fallback_mirrors")
+_NOT_TEXT = ("toolkit", "fallback_mirrors", "run_lock_wait")
 _QUOTED_EXAMPLES = {"release": "2.3", "python": "3.10"}
 
 

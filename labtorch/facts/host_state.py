@@ -19,6 +19,8 @@ from labtorch.facts.platform import conda_platform
 from labtorch.facts.probe_script import CACHE
 
 MARK = "@@labtorch"
+# The directory a deploy holds while it changes an env (labtorch.rules.run_lock).
+LOCK_SUFFIX = ".labtorch-lock"
 BACKUP_SUFFIX = ".labtorch-backup"
 CONDA_CANDIDATES = (
     '"$CONDA_EXE"',
@@ -67,6 +69,7 @@ class HostState:
     env_packages: dict[str, InstalledPackage] | None
     env_listing: tuple[str, ...]
     probe_cache: dict | None
+    run_lock: str | None
     pip_conf_path: str
     pip_conf: str | None
     pip_conf_kind: str | None
@@ -188,6 +191,8 @@ def host_state_script(
             " 2>/dev/null",
             f'echo {MARK} conda-meta-files; ls "$prefix"/conda-meta/*.json 2>/dev/null',
             f'echo {MARK} probe-cache; cat "$prefix/{CACHE}" 2>/dev/null && echo',
+            f'echo {MARK} run-lock; [ -d "$prefix{LOCK_SUFFIX}" ] &&'
+            f' {{ cat "$prefix{LOCK_SUFFIX}/owner" 2>/dev/null; echo; }}',
             f"pip_conf={pip_conf}",
             '[ -L "$pip_conf" ] && pip_conf=$(readlink -f "$pip_conf")',
             f'echo {MARK} pip-conf-path; echo "$pip_conf"',
@@ -223,6 +228,13 @@ def _file_text(lines: list[str] | None) -> str | None:
     while end and not lines[end - 1].strip():
         end -= 1
     return "\n".join(lines[:end]) + "\n"
+
+
+def _lock_owner(lines: list[str] | None) -> str | None:
+    """The run lock's owner line; "" for a lock whose owner cannot be read; None: no lock."""
+    if not lines:
+        return None
+    return _first(lines) or ""
 
 
 def _json_or_none(text: str | None) -> dict | None:
@@ -350,6 +362,7 @@ def parse_host_state(lines: list[str]) -> HostState:
             )
         ),
         probe_cache=_json_or_none(_file_text(sections.get("probe-cache"))),
+        run_lock=_lock_owner(sections.get("run-lock")),
         pip_conf_path=_first(sections.get("pip-conf-path")) or "",
         pip_conf=_file_text(sections.get("pip-conf")),
         pip_conf_kind=_first(sections.get("pip-conf-kind")),
