@@ -16,6 +16,7 @@ from labhelpers import REPO, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
 from labtorch.cli.report import add_report_parser
+from labtorch.facts.env_discovery import audit_command, parse_audit
 
 HOSTS = [f"lab0{i}" for i in range(1, 9)]
 CPU_BUILD = (
@@ -107,3 +108,57 @@ def test_next_deploy_repairs_it(lab_dir, report_dir, first_report):
     assert {name: host["status"] for name, host in repaired.items()} == {
         name: host["status"] for name, host in first_report.items()
     }
+
+
+# The audit's discovery on a real host: envs labtorch did not make, where users put them.
+SITE = "/opt/conda/envs/torch/lib/python3.11/site-packages"
+OTHER_ENVS = f"""
+set -e
+mkdir -p /opt/other /root/.conda /home/alice/proj /opt/a/b/c
+cp -a /opt/conda/envs/torch /opt/other/listed
+echo /opt/other/listed >> /root/.conda/environments.txt
+for venv in /opt/venvs/shallow /home/alice/proj/.venv /opt/a/b/c/deep /opt/notorch; do
+  python3 -m venv --without-pip "$venv"
+done
+for venv in /opt/venvs/shallow /home/alice/proj/.venv /opt/a/b/c/deep; do
+  cp -a {SITE}/torch "$venv"/lib/python3.11/site-packages/
+done
+"""
+REMOVE_OTHER_ENVS = (
+    "rm -rf /opt/other /opt/venvs /home/alice /opt/a /opt/notorch && "
+    "sed -i '\\|^/opt/other/listed$|d' /root/.conda/environments.txt"
+)
+
+
+def test_the_audit_finds_every_env_with_torch_where_users_put_them(
+    lab_dir, first_report, in_lab, tmp_path
+):
+    """The env-discovery script itself, run on lab01 over SSH: each conda env (the root's envs/,
+    ~/.conda/environments.txt) and each venv with torch under /opt and /home/* within 4 levels,
+    once each (a conda env holding a pyvenv.cfg is a conda env), each probed with its own python;
+    a venv without torch and one 5 levels down are not. `labtorch report` (the TorchEnvs fact
+    through pyinfra) finds the same."""
+    done = ssh(lab_dir, "lab01", OTHER_ENVS)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    try:
+        done = ssh(lab_dir, "lab01", audit_command())
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+        audit = parse_audit(done.stdout.decode().splitlines())
+        report_file = tmp_path / "audit.json"
+        status = labtorch_report(
+            "inventories/sim.py", "--limit", "lab01", "--json", str(report_file)
+        )
+        reported = json.loads(report_file.read_text())["hosts"][0]["envs"]
+    finally:
+        ssh(lab_dir, "lab01", REMOVE_OTHER_ENVS)
+    found = [(env["kind"], env["prefix"]) for env in audit["envs"]]
+    # conda's envs first, in the order conda lists them; venvs in find's order.
+    assert found[:2] == [("conda", "/opt/conda/envs/torch"), ("conda", "/opt/other/listed")]
+    assert sorted(found[2:]) == [("venv", "/home/alice/proj/.venv"), ("venv", "/opt/venvs/shallow")]
+    for env in audit["envs"]:
+        assert env["error"] is None and env["probe"]["prefix"] == env["prefix"], env
+        assert env["probe"]["packages"]["torch"]["version"] == "2.7.1", env
+        assert "kernel_driver" not in env["probe"]  # the audit keeps nothing
+    assert audit["driver"]["version"] == first_report["lab01"]["driver"]["version"]
+    assert [len(audit["gpus"]), status] == [2, 0]
+    assert sorted(env["prefix"] for env in reported) == sorted(prefix for _, prefix in found)
