@@ -104,6 +104,29 @@ def pip_install(
     return words + [Arg(spec) for spec in specs]
 
 
+def conda_install_explicit(
+    conda: Word, verb: str, prefix: str, lock_file: Word, *, unattended: bool = False
+) -> list[Word]:
+    """``conda create|install -p PREFIX --file LOCK`` of an ``@EXPLICIT`` lock: conda downloads
+    exactly its URLs, checks each file's hash, and neither reads repodata nor solves."""
+    words: list[Word] = [conda, verb, "-p", Arg(prefix), "--file", lock_file]
+    return words + list(_CONDA_UNATTENDED if unattended else ())
+
+
+def pip_install_locked(
+    python: Sequence[Word], lock_file: Word, *, report: str | None = None, unattended: bool = False
+) -> list[Word]:
+    """``python -m pip install --no-deps --require-hashes --no-index -r LOCK`` of a hashed lock of
+    direct references: pip downloads exactly its URLs, refuses any file whose sha256 differs
+    before installing anything, reads no index page and resolves nothing."""
+    words: list[Word] = [*python, "-m", "pip", "install"]
+    if unattended:
+        words += _PIP_UNATTENDED
+    if report:
+        words += ["--report", Arg(report)]
+    return [*words, "--no-deps", "--require-hashes", "--no-index", "-r", lock_file]
+
+
 def pip_uninstall(python: Sequence[Word], names: Sequence[str]) -> list[Word]:
     """``python -m pip uninstall -y`` of ``names``: a label pip would keep must go first."""
     return [*python, "-m", "pip", "uninstall", "-y", "-q", *(Arg(name) for name in names)]
