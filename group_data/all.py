@@ -70,6 +70,19 @@ torch_pip_scope = "env"
 # probe, whose result is kept in the env (a no-op rerun then costs one command per host).
 torch_probe = "on-change"
 
+# A host without conda (torch_installer = "conda"): True installs Miniforge from torch_mirror's
+# Miniforge release (then each fallback's; GitHub's releases only when none of them carries it),
+# its sha256 checked against the release's published .sha256 before it runs, in batch mode into
+# /opt/conda as root or ~/miniforge3 otherwise; a conda that exists is never touched, and a failed
+# download, checksum or install leaves nothing behind. False: such a host fails with the reason.
+torch_conda_bootstrap = True
+
+# How many past states of each env to keep (in <env>/.labtorch-history): before the deploy changes
+# an env, it records the env's exact state (conda's explicit list with md5s and its revision
+# number, or a venv's files with their sha256), with the time and the run, for `labtorch rollback`.
+# 0 records none.
+torch_env_history = 5
+
 # A deploy that will change a host's env first takes a lock beside it (<env>.labtorch-lock), so two
 # runs at once cannot corrupt it; the second waits this many seconds, then fails that host naming
 # the holder. A lock left by a run of this controller that died, or older than 6 hours, is taken

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from labtorch_sim import fakedriver
 from labtorch_sim.fakedriver import HostFiles
+from labtorch_sim.miniforge import build_miniforge_release
 from labtorch_sim.mirror import FALLBACK, read_mirror, start_mirror, stop_mirror
 from labtorch_sim.mirror_content import build_mirror_content
 from labtorch_sim.profiles import Profile, load_profiles
@@ -425,6 +426,7 @@ def _prepare_state(state: _State, saved_mirror: str | None) -> tuple[str, str, b
     build_runtime(state.runtime)
     mirror_root = state.mirror / "root"
     build_mirror_content(mirror_root)
+    build_miniforge_release(mirror_root)
     url, note, moved = _start_lab_mirror(mirror_root, state.mirror, saved_mirror)
     # sshd needs its privilege-separation directory, and nothing else creates it here.
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)

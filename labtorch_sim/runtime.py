@@ -159,6 +159,27 @@ _CONDA_RECORD = {
 }
 
 
+def conda_files(
+    host_root: str, record: dict | None = None, runtime_mount: str = RUNTIME_MOUNT
+) -> dict[str, tuple[str, bool]]:
+    """The files of a conda root at ``host_root`` (the path the host sees) whose ``conda`` runs
+    the stand-in: relative path -> (text, executable). Empty directories (``envs``, ``pkgs``)
+    are not files: the caller makes them. ``record`` is base's conda-meta record of conda."""
+    record = record or _CONDA_RECORD
+    wrapper = _WRAPPER.format(mount=runtime_mount, python=HOST_PYTHON)
+    return {
+        "bin/conda": (wrapper, True),
+        "condabin/conda": (wrapper, True),
+        "etc/profile.d/conda.sh": (_CONDA_SH.format(root=host_root, python=HOST_PYTHON), False),
+        "conda-meta/history": ("", False),
+        # The base env holds conda itself; tools read its version from this record's name.
+        f"conda-meta/{record['fn'].removesuffix('.conda')}.json": (
+            json.dumps(record, indent=2),
+            False,
+        ),
+    }
+
+
 def install_conda(opt_dir: Path, runtime_mount: str = RUNTIME_MOUNT) -> None:
     """Lay out a Miniconda-like ``opt_dir/conda`` whose ``conda`` runs the stand-in.
 
@@ -166,17 +187,9 @@ def install_conda(opt_dir: Path, runtime_mount: str = RUNTIME_MOUNT) -> None:
     those the host sees. No ``.condarc`` is written, as Miniconda writes none.
     """
     root = opt_dir / "conda"
-    host_root = f"/opt/{root.name}"
-    wrapper = _WRAPPER.format(mount=runtime_mount, python=HOST_PYTHON)
-    _write(root / "bin" / "conda", wrapper, executable=True)
-    _write(root / "condabin" / "conda", wrapper, executable=True)
-    _write(
-        root / "etc" / "profile.d" / "conda.sh",
-        _CONDA_SH.format(root=host_root, python=HOST_PYTHON),
-    )
-    _write(root / "conda-meta" / "history", "")
-    # Miniconda's base holds conda itself; tools read its version from this record's name.
-    _write(root / "conda-meta" / f"{_CONDA_RECORD['fn'].removesuffix('.conda')}.json",
-           json.dumps(_CONDA_RECORD, indent=2))  # fmt: skip
+    for relative, (text, executable) in conda_files(
+        f"/opt/{root.name}", runtime_mount=runtime_mount
+    ).items():
+        _write(root / relative, text, executable=executable)
     for directory in ("envs", "pkgs"):
         (root / directory).mkdir(parents=True, exist_ok=True)

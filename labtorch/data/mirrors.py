@@ -41,6 +41,8 @@ class Mirror:
     pypi: str | None
     pytorch_wheels: WheelIndex | None
     confirmed: bool
+    # The directory of the newest Miniforge release: installers and their .sha256 files.
+    miniforge: str | None = None
 
     def channel_url(self, channel: str) -> str:
         """The URL of a named conda channel on this mirror (``defaults``: its first entry)."""
@@ -63,7 +65,8 @@ def tuna_layout_mirror(name: str, base_url: str, wheels_url: str | None = None) 
 
     conda channels live under ``anaconda/pkgs`` and ``anaconda/cloud`` (a site mirror is expected to
     carry ``nvidia`` too), PyPI under ``pypi/web/simple``; ``wheels_url`` (with ``{variant}``) is a
-    flat find-links mirror of the PyTorch wheel indexes.
+    flat find-links mirror of the PyTorch wheel indexes. The Miniforge releases live under
+    ``github-release/conda-forge/miniforge``, as TUNA syncs them.
     """
     base = base_url.rstrip("/")
     return Mirror(
@@ -75,6 +78,7 @@ def tuna_layout_mirror(name: str, base_url: str, wheels_url: str | None = None) 
         pypi=f"{base}/pypi/web/simple",
         pytorch_wheels=WheelIndex(wheels_url, "flat") if wheels_url else None,
         confirmed=True,
+        miniforge=f"{base}/github-release/conda-forge/miniforge/LatestRelease",
     )
 
 
@@ -127,7 +131,7 @@ class MirrorCatalog:
 
 def _mirror(name: str, node: Node) -> Mirror:
     node.mapping(
-        {"title", "conda", "pypi", "pytorch_wheels", "confirmed"},
+        {"title", "conda", "pypi", "pytorch_wheels", "confirmed", "miniforge"},
         {"title", "conda", "pypi", "pytorch_wheels", "confirmed"},
     )
     conda = node["conda"]
@@ -162,6 +166,7 @@ def _mirror(name: str, node: Node) -> Mirror:
         pypi=node["pypi"].optional_text(),
         pytorch_wheels=pytorch_wheels,
         confirmed=node["confirmed"].expect(bool, "true or false"),
+        miniforge=node.get("miniforge", None).optional_text(),
     )
 
 

@@ -18,6 +18,7 @@ from pyinfra.api.inventory import Inventory
 
 from labtorch.data.compat import load_compat
 from labtorch.data.mirrors import Mirror, MirrorCatalog
+from labtorch.deploy import bootstrap as conda_bootstrap
 from labtorch.deploy.inputs import (
     catalog_for,
     expectation_for,
@@ -235,12 +236,12 @@ def install_pytorch() -> None:
     run.plan = plan
     logger.info(f"    [{host.name}] labtorch plan: {plan.summary()}")
     if settings.installer == "conda" and host_state.conda_exe is None:
-        _refuse(
-            "Find conda",
-            "no conda found (CONDA_EXE, PATH, /opt/conda, ~/miniconda3, ~/miniforge3); "
-            "install Miniconda or Miniforge, or set torch_installer = 'pip' for this host",
-        )
-        return
+        mirrors = [request.mirror, *settings.fallback_mirrors]
+        found = conda_bootstrap.conda_for(host_state, settings, catalog, mirrors)
+        if isinstance(found, str):
+            _refuse("Find conda", found)
+            return
+        host_state = run.state = found
     pins = [*plan.packages, *plan.toolkit]
     fallbacks = _fallbacks(host_state, settings, request, catalog, plan)
     origins = origins_for(plan, fallbacks, catalog)

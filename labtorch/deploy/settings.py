@@ -95,6 +95,13 @@ def _boolean(value: Any) -> str | None:
     return None if isinstance(value, bool) else "must be True or False"
 
 
+def _history_size(value: Any) -> str | None:
+    """How many of an env's past states are kept: a whole number, 0 keeps none."""
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 100:
+        return None
+    return "must be a whole number from 0 (keep no history) to 100"
+
+
 def _scope(options: tuple[str, ...]) -> Callable[[Any], str | None]:
     def check(value: Any) -> str | None:
         if value in options or (isinstance(value, str) and value.startswith("/")):
@@ -192,6 +199,8 @@ class Settings:
     pip_scope: str = "env"
     venv_root: str = "/opt/labtorch/venvs"
     probe: str = "on-change"
+    conda_bootstrap: bool = True
+    env_history: int = 5
     run_lock_wait: int = 600
 
 
@@ -215,6 +224,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "pip_scope": _scope(("env", "user", "global")),
     "venv_root": _venv_root,
     "probe": _choice(("on-change", "always")),
+    "conda_bootstrap": _boolean,
+    "env_history": _history_size,
     "run_lock_wait": _seconds,
 }
 KEYS = tuple(f"{PREFIX}{field.name}" for field in fields(Settings))
@@ -222,7 +233,7 @@ KEYS = tuple(f"{PREFIX}{field.name}" for field in fields(Settings))
 # float (pyinfra_cli.util.parse_cli_arg: int(), then json.loads()), as Python does in a
 # group_data file: 3.10 becomes 3.1 and 2.10 becomes 2.1. A number cannot be read back as the
 # version that was typed, so it is refused with the way to quote it, never guessed.
-_NOT_TEXT = ("toolkit", "fallback_mirrors", "run_lock_wait")
+_NOT_TEXT = ("toolkit", "fallback_mirrors", "run_lock_wait", "conda_bootstrap", "env_history")
 _QUOTED_EXAMPLES = {"release": "2.3", "python": "3.10"}
 
 
