@@ -7,6 +7,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from labtorch.cli.lock import add_lock_parser
 from labtorch.cli.mirrors import add_mirrors_parser
 from labtorch.cli.plan import EXIT_BAD_INPUT, InputError, add_plan_parser
 from labtorch.cli.report import add_report_parser
@@ -14,7 +15,12 @@ from labtorch.data.files import DataError
 from labtorch.rules.model import RequestError
 
 PLUGIN_GROUP = "labtorch.commands"
-_BUILT_IN = {"plan": add_plan_parser, "report": add_report_parser, "mirrors": add_mirrors_parser}
+_BUILT_IN = {
+    "plan": add_plan_parser,
+    "report": add_report_parser,
+    "mirrors": add_mirrors_parser,
+    "lock": add_lock_parser,
+}
 
 
 def _extra_installed(distribution: str, extra: str) -> bool:
