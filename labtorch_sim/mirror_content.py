@@ -19,7 +19,8 @@
   out like Aliyun's mirror of download.pytorch.org.
 
 Every torch, torchvision and torchaudio holds the stand-in of :mod:`labtorch_sim.standin_torch`,
-with the version, CUDA, cuDNN and arch list of the build it stands for (from
+with the version, CUDA, cuDNN and arch list of the build it stands for (CUDA and the arch list
+as the real build reports them, from :mod:`labtorch_sim.real_builds`; versions and cuDNN from
 ``labtorch.data.compat``).
 Everything targets the hosts' Python 3.11.
 """
@@ -43,7 +44,7 @@ from urllib.parse import quote
 from labtorch.data import compat
 from labtorch.data.compat import CPU, ArchList, Release, cuda_of_variant, load_compat
 from labtorch.data.files import packaged_data_file
-from labtorch_sim import condapkg, cuda_packages
+from labtorch_sim import condapkg, cuda_packages, real_builds
 from labtorch_sim.condapkg import (
     CONDA,
     NOARCH,
@@ -78,9 +79,6 @@ WHEEL_TAG = "cp311-cp311-manylinux_2_28_x86_64"
 CONDA_PYTORCH_RELEASE = "2.3.1"
 CONDA_PYTORCH_VARIANTS = (CPU, "cu118", "cu121")
 CONDA_FORGE_RELEASE = "2.7.1"
-# conda-forge's arch list per CUDA version comes from compat; where it has none for a build's
-# CUDA, the 12.8 one stands in.
-CONDA_FORGE_ARCH_OF = "12.8"
 # conda-forge's cuda-version metapackage builds (the 12.6 one as on conda-forge; others get a
 # build of the same form).
 CUDA_VERSION_BUILDS = {"12.6": "h7480c83_3"}
@@ -203,17 +201,19 @@ def _companions(release: Release, patch: str) -> tuple[str, str]:
     return companions.torchvision, companions.torchaudio
 
 
-def _cuda_facts(release: Release, variant: str, source: Source) -> tuple[str, ArchList]:
-    """cuDNN version and arch list of a CUDA build of ``release``."""
+def _cuda_facts(
+    release: Release, patch: str, variant: str, source: Source
+) -> tuple[str, str, ArchList]:
+    """cuDNN version, CUDA version and arch list of a CUDA build of ``patch``. CUDA and the arch
+    list are what the real build reports (labtorch_sim.real_builds), not compat's: the planner
+    reads compat, and the lab's probe must be able to prove it wrong."""
+    real = real_builds.real_build(source, patch, variant)
+    arch = ArchList.from_torch(list(real.arch_list))
     if source == "conda":
         if release.conda_pytorch is None:
             raise ValueError(f"torch {release.line} was not on the pytorch conda channel")
-        return release.conda_pytorch.cudnn[variant], release.conda_pytorch.arch[variant]
-    if source == "forge":
-        cuda = cuda_of_variant(variant)
-        lists = load_compat().conda_forge.arch
-        return CUDNN[release.line], lists.get(cuda or "") or lists[CONDA_FORGE_ARCH_OF]
-    return CUDNN[release.line], release.variants[variant]
+        return release.conda_pytorch.cudnn[variant], real.cuda, arch
+    return CUDNN[release.line], real.cuda, arch
 
 
 def torch_build(patch: str, variant: str, *, label: bool, source: Source) -> TorchBuild:
@@ -229,7 +229,7 @@ def torch_build(patch: str, variant: str, *, label: bool, source: Source) -> Tor
     cuda = cuda_of_variant(variant)
     if cuda is None:
         return TorchBuild(*versions)
-    cudnn, arch = _cuda_facts(release, variant, source)
+    cudnn, cuda, arch = _cuda_facts(release, patch, variant, source)
     return TorchBuild(*versions, cuda=cuda, cudnn=cudnn, arch=arch)
 
 
@@ -508,6 +508,7 @@ def _content_digest(pip_wheel: Path) -> str:
         Path(__file__),
         Path(condapkg.__file__),
         Path(cuda_packages.__file__),
+        Path(real_builds.__file__),
         Path(compat.__file__),
         packaged_data_file("releases.yaml"),
         packaged_data_file("cuda.yaml"),
