@@ -127,10 +127,10 @@ def sessions(lab_dir: Path) -> dict[str, int]:
     return counts
 
 
-def counted_deploy(lab_dir: Path, tmp_path: Path, *extra: str) -> tuple[int, dict, dict]:
+def counted_deploy(lab_dir: Path, tmp_path: Path, *extra: str) -> tuple[int, dict, dict, str]:
     """The real deploy, run through bench/count_commands.py: exit status, pyinfra's --json
-    results, and per host what pyinfra's SSH connector ran (``commands``, ``command_lines``,
-    ``uploads``, ...)."""
+    results, per host what pyinfra's SSH connector ran (``commands``, ``command_lines``,
+    ``uploads``, ...), and stderr."""
     counts = tmp_path / "counts.json"
     done = subprocess.run(
         [sys.executable, str(COUNTER), "--out", str(counts), "--", *PYINFRA_ARGS, *extra],
@@ -142,7 +142,8 @@ def counted_deploy(lab_dir: Path, tmp_path: Path, *extra: str) -> tuple[int, dic
         check=False,
     )
     assert done.stdout.strip(), done.stderr
-    return done.returncode, json.loads(done.stdout)["results"], json.loads(counts.read_text())
+    counted = json.loads(counts.read_text())
+    return done.returncode, json.loads(done.stdout)["results"], counted, done.stderr
 
 
 def changed_files(before: dict, after: dict) -> dict[str, list[str]]:
@@ -164,7 +165,7 @@ def assert_noop_rerun(lab_dir: Path, tmp_path: Path, *extra: str) -> dict:
     """A rerun that must change nothing, checked strictly; its --json results."""
     state = lab.mirror_state_dir(lab_dir)
     requests, files, seen = len(read_log(state)), snapshot(lab_dir), sessions(lab_dir)
-    _, results, counts = counted_deploy(lab_dir, tmp_path, *extra)
+    _, results, counts, _ = counted_deploy(lab_dir, tmp_path, *extra)
     ran = {h: n - seen[h] for h, n in sessions(lab_dir).items() if n != seen[h]}
     new_requests = [f"{e['method']} {e['path']}" for e in read_log(state)[requests:]]
     assert changed_hosts(results) == set(), by_op(results, "success")
@@ -447,6 +448,82 @@ def test_every_download_went_to_the_mirror(lab_dir):
         )
         urls = [line.split('"url": "')[1].split('"')[0] for line in meta.splitlines()]
         assert urls and all(u.startswith(url) for u in urls), host
+
+
+def test_a_conda_host_without_conda_fails_alone_with_what_to_do(lab_dir, tmp_path):
+    """lab07 has no conda: asked to install with conda, it fails after its snapshot, saying
+    where conda was looked for and what to do; nothing changes and nothing is fetched. lab01,
+    with conda, in the same run, is untouched (and keeps the run going: pyinfra prints no
+    results when every host has failed)."""
+    requests, files = len(read_log(lab.mirror_state_dir(lab_dir))), snapshot(lab_dir)
+    status, results, counts, stderr = counted_deploy(
+        lab_dir, tmp_path, "--limit", "lab07", "--limit", "lab01", "--data", "torch_installer=conda"
+    )
+    assert status == 1 and results["failed_hosts"] == ["lab07"]
+    assert changed_hosts(results) == set()
+    reason = (
+        "no conda found (CONDA_EXE, PATH, /opt/conda, ~/miniconda3, ~/miniforge3); install "
+        "Miniconda or Miniforge, or set torch_installer = 'pip' for this host"
+    )
+    assert f"[lab07] labtorch: {reason}" in stderr
+    assert by_op(results, "error")["Find conda"] == ["lab07"]
+    lines = counts["hosts"]["lab07"]["command_lines"]
+    assert lines[0] == SNAPSHOT_COMMAND and lines[1].startswith("echo 'labtorch: no conda found")
+    assert len(lines) == 2
+    assert counts["hosts"]["lab01"]["command_lines"] == [SNAPSHOT_COMMAND]
+    assert len(read_log(lab.mirror_state_dir(lab_dir))) == requests
+    assert changed_files(files, snapshot(lab_dir)) == {}
+
+
+def test_a_host_whose_facts_cannot_be_read_fails_alone(lab_dir, tmp_path):
+    """lab07's uname prints nothing (a broken /usr/local/bin/uname ahead of /usr/bin on sshd's
+    PATH), so its snapshot has no system section: pyinfra cannot process the fact, lab07 fails
+    with that error and the report says its facts could not be read, and nothing else is done
+    there; lab01 in the same run is untouched."""
+    uname = "/usr/local/bin/uname"
+    broken = f"printf '#!/bin/sh\\nexit 0\\n' > {uname} && chmod +x {uname}"
+    must(ssh(lab_dir, "lab07", broken))
+    requests, files = len(read_log(lab.mirror_state_dir(lab_dir))), snapshot(lab_dir)
+    try:
+        status, results, counts, stderr = counted_deploy(
+            lab_dir, tmp_path, "--limit", "lab07", "--limit", "lab01"
+        )
+    finally:
+        must(ssh(lab_dir, "lab07", f"rm {uname}"))
+    assert status == 1 and results["failed_hosts"] == ["lab07"]
+    assert changed_hosts(results) == set()
+    assert "[lab07] ValueError: not labtorch host state output (no system section)" in stderr
+    assert counts["hosts"]["lab07"]["command_lines"] == [SNAPSHOT_COMMAND]
+    assert counts["hosts"]["lab01"]["command_lines"] == [SNAPSHOT_COMMAND]
+    report = {h["name"]: h for h in json.loads((lab_dir / "report.json").read_text())["hosts"]}
+    assert report["lab07"]["status"] == "failed"
+    assert report["lab07"]["reason"] == "the host's facts could not be read"
+    assert report["lab01"]["status"] == "ok"
+    assert len(read_log(lab.mirror_state_dir(lab_dir))) == requests
+    assert changed_files(files, snapshot(lab_dir)) == {}
+
+
+def test_probe_always_probes_again_and_changes_nothing_else(lab_dir, tmp_path):
+    """torch_probe = "always": a converged host runs the snapshot and the probe (2 commands);
+    the probe's result in the env is written anew, with the loaded driver; nothing else moves."""
+    requests, files = len(read_log(lab.mirror_state_dir(lab_dir))), snapshot(lab_dir)
+    status, results, counts, _ = counted_deploy(
+        lab_dir, tmp_path, "--limit", "lab01", "--data", "torch_probe=always"
+    )
+    assert status == 0 and results["failed_hosts"] == []
+    assert changed_hosts(results) == set()
+    lines = counts["hosts"]["lab01"]["command_lines"]
+    assert lines[0] == SNAPSHOT_COMMAND and lines[1].startswith("if [ -x /opt/conda/envs/torch/")
+    assert len(lines) == 2
+    assert len(read_log(lab.mirror_state_dir(lab_dir))) == requests
+    cache = "/opt/conda/envs/torch/.labtorch-probe.json"
+    assert changed_files(files, snapshot(lab_dir)) == {"lab01": [cache]}
+    kept = json.loads(must(ssh(lab_dir, "lab01", f"cat {cache}")))
+    driver = must(ssh(lab_dir, "lab01", "cat /sys/module/nvidia/version")).strip()
+    assert kept["kernel_driver"] == driver
+    assert kept["gpu"]["available"] is True
+    # Back to on-change: the result it just kept is reused, one command again.
+    assert_noop_rerun(lab_dir, tmp_path, "--limit", "lab01")
 
 
 def test_bad_setting_stops_before_any_host_is_touched(lab_dir):
