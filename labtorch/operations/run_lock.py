@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import posixpath
+
 from pyinfra.api import QuoteString, StringCommand, operation
 
 from labtorch.rules.run_lock import LockOwner
@@ -28,8 +30,12 @@ def acquire(path: str, owner: LockOwner, wait_s: int, what: str, stale: str | No
             "&&", "rm", "-rf", lock, "||", "true",
         )  # fmt: skip
     # The holder's line is "controller pid since": said back with the time in UTC.
+    # A mkdir that fails for another reason than a held lock (no such parent: a venv root not
+    # made yet; a full disk) says why at once instead of waiting.
     yield StringCommand(
-        "i=0; until mkdir", lock, "2>/dev/null; do i=$((i+1));",
+        "mkdir", "-p", QuoteString(posixpath.dirname(path)), "&&",
+        "i=0; until mkdir", lock, "2>/dev/null; do",
+        "[ -d", lock, "] || { mkdir", lock, "; exit 1; }; i=$((i+1));",
         f"if [ $i -gt {int(wait_s)} ]; then set -- $(cat", owner_file, "2>/dev/null);",
         "printf 'labtorch: another labtorch run holds %s since %s (run %s on %s)\\n'",
         QuoteString(what), '"$(date -u -d @${3:-0} +%Y-%m-%dT%H:%M:%SZ)"',
