@@ -11,7 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,14 +44,22 @@ class HostRun:
     verdict: ProbeVerdict | None = None
 
 
+# conda names its errors as a CamelCase word and a colon (CondaHTTPError:, PackagesNotFoundError:,
+# UnavailableInvalidChannel:, EnvironmentLocationNotFound:); pip says ERROR:.
+_NAMED_ERROR = re.compile(r"^(?:[A-Z][a-z]+(?:[A-Z][A-Za-z]*)+|ERROR):\s")
+
+
 def first_error_line(lines: list[str]) -> str | None:
     """The line of a failed command's output that says what went wrong: labtorch's own, else
-    the first that names an error (conda's ``EnvironmentLocationNotFound: ...``, pip's
-    ``ERROR: ...``), else the last line printed."""
+    the first that names an error as conda and pip name them, else the first that says error or
+    failed, else the last line printed."""
     printed = [line.strip() for line in lines if line.strip()]
     for line in printed:
         if line.startswith("labtorch: "):
             return line.removeprefix("labtorch: ")
+    for line in printed:
+        if _NAMED_ERROR.match(line):
+            return line
     for line in printed:
         if "error" in line.lower() or "failed" in line.lower():
             return line
@@ -79,6 +89,9 @@ class RunState:
     hosts: dict[str, HostRun] = field(default_factory=dict)
     state: State | None = None
     written: bool = False
+    # What else the report notes on a host (the lab cache: what it fetched, or why a host's
+    # install went around it), asked when the report is written.
+    note_sources: list[Callable[[State, Host], list[str]]] = field(default_factory=list)
 
     def host(self, host: Host) -> HostRun:
         """The record of ``host``; the first one watches the run's end."""
@@ -116,9 +129,15 @@ class RunState:
                     run.verdict if run else None,
                     step=step,
                     checked=now,
+                    notes=self._notes(target),
                 )
             )
         return records
+
+    def _notes(self, target: Host) -> list[str]:
+        if self.state is None:
+            return []
+        return [note for source in self.note_sources for note in source(self.state, target)]
 
     def write_report(self) -> None:
         """The fleet table on stderr (stdout may be pyinfra's JSON), and the report as JSON and
