@@ -20,7 +20,9 @@ JSON schema (``schema: 1``)::
                       "cuda": str | null, "cuda_available": bool | null,
                       "devices": [{"index", "name", "capability", "matmul"}]} | null,
         "provenance": {"torch": url | null, ...},
-        "probe": {"passed": bool, "failures": [str, ...], "notes": [str, ...]} | null
+        "probe": {"passed": bool, "failures": [str, ...], "notes": [str, ...]} | null,
+        "notes": [str, ...] (what else the deploy noticed: the lab cache bypassed, and why;
+                  on the cache host, what it fetched and which files a fallback mirror served)
      }]}
 
 An audit (``labtorch report``) has the same shape, plus ``"kind": "audit"`` at the top (a deploy's
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import asdict
 
 from labtorch.facts.host_state import HostState
@@ -101,6 +104,7 @@ def host_record(
     verdict: ProbeVerdict | None,
     step: str | None = None,
     checked: str | None = None,
+    notes: Sequence[str] = (),
 ) -> dict:
     """One host's entry of the report.
 
@@ -108,6 +112,7 @@ def host_record(
     + step: the deploy's step that failed (``Install torch into the conda env``), if one did
     + checked: when this host was last deployed (ISO 8601); its record is kept as it was by a
       later run that did not target it
+    + notes: what else the deploy noticed on the host (the lab cache)
     """
     if refusal:
         status, reason = "failed", refusal
@@ -129,6 +134,7 @@ def host_record(
         "installed": _installed(probe),
         "provenance": _provenance(probe),
         "probe": asdict(verdict) if verdict else None,
+        "notes": list(notes),
     }
 
 
