@@ -88,3 +88,13 @@ torch_env_history = 5
 # the holder. A lock left by a run of this controller that died, or older than 6 hours, is taken
 # over.
 torch_run_lock_wait = 600
+
+# Locks (README "Locks"): hosts whose plans agree share one lock, solved once on the controller
+# (`labtorch lock INVENTORY`), installed with no solve on the host and every file's hash checked.
+# "auto": the committed lock of the host's class when its inputs still match, else the class is
+# locked during the run (once, however many hosts) and written; "frozen": only committed locks,
+# a host whose class has none, or a stale one, fails before anything changes on it; "off": each
+# host solves for itself. torch_lock_dir: the lock directory on the controller (relative to
+# where pyinfra runs); labtorch lock writes there unless given --output.
+torch_lock = "auto"
+torch_lock_dir = "locks"

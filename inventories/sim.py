@@ -53,6 +53,8 @@ def _lab_settings() -> dict:
         "torch_wheel_mirror_url": f"{mirror.url}/pytorch-wheels/{{variant}}/",
         "torch_fallback_mirrors": [mirror.fallback_url],
         "torch_python": "3.11",
+        # The lab's locks live with the lab (its mirror's URL and port are in them).
+        "torch_lock_dir": str(default_state_dir() / "locks"),
     }
 
 

@@ -137,7 +137,8 @@ def lock_inventory(
             if still and not upgrade and entry is not None:
                 kept.append(entry if set(entry.hosts) == set(hosts) else _with_hosts(entry, hosts))
                 continue
-            jobs.append(Job(lock, hosts, glibcs, members[0].get("mirror") or ""))
+            fallbacks = tuple(LockClass.from_inputs(f) for f in members[0].get("fallbacks") or ())
+            jobs.append(Job(lock, hosts, glibcs, members[0].get("mirror") or "", fallbacks))
         entries, failures = solve_all(jobs)
         store.merge(
             directory,

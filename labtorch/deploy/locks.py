@@ -25,11 +25,12 @@ from pyinfra import host, logger
 
 from labtorch.data.compat import load_compat
 from labtorch.data.mirrors import Mirror
-from labtorch.deploy.inputs import catalog_for, host_facts, request_for
+from labtorch.deploy.inputs import catalog_for, fallback_requests, host_facts, request_for
 from labtorch.deploy.settings import Settings
 from labtorch.facts.host_state import HostState
 from labtorch.operations import locked
 from labtorch.rules.envdiff import EnvDiff
+from labtorch.rules.fallback import usable_fallbacks
 from labtorch.rules.locks import (
     LockEntry,
     LockError,
@@ -80,11 +81,13 @@ def _class_lock(lock_id: str) -> threading.Lock:
         return _class_locks.setdefault(lock_id, threading.Lock())
 
 
-def _solve(directory: Path, plan: Plan, host_state: HostState, mirror: str) -> str | None:
+def _solve(
+    directory: Path, plan: Plan, fallbacks: list[Plan], host_state: HostState, mirror: str
+) -> str | None:
     """Solve the host's class into the lock directory; the reason when it cannot be."""
     lock = lock_class(plan)
     job = {"inputs": lock.inputs(), "hosts": [host.name], "glibcs": [host_state.glibc],
-           "mirror": mirror}  # fmt: skip
+           "mirror": mirror, "fallbacks": [lock_class(f).inputs() for f in fallbacks]}  # fmt: skip
     try:
         done = subprocess.run(
             [sys.executable, "-m", "labtorch.locking.solve", str(directory)],
@@ -112,7 +115,7 @@ def describe_mirror(mirror: Mirror) -> str:
 
 
 def choose(
-    host_state: HostState, settings: Settings, plan: Plan, mirror: Mirror
+    host_state: HostState, settings: Settings, plan: Plan, mirror: Mirror, fallbacks: list[Plan]
 ) -> LockUse | str | None:
     """The lock this host installs (None: ``torch_lock = "off"``), or why it has none."""
     if settings.lock == OFF:
@@ -142,7 +145,9 @@ def choose(
         return None
     with _class_lock(lock.id):
         if lock.id not in _solved_here:
-            _solved_here[lock.id] = _solve(directory, plan, host_state, describe_mirror(mirror))
+            _solved_here[lock.id] = _solve(
+                directory, plan, fallbacks, host_state, describe_mirror(mirror)
+            )
         failure = _solved_here[lock.id]
     if failure:
         return failure
@@ -184,26 +189,40 @@ def install(
     foreign = host_state.env_is_foreign(plan.installer)
     if plan.installer == PIP:
         locked.venv(
-            name="Install torch into the venv from its lock",
+            name="Install torch into the venv",
             python=python, prefix=host_state.env_path, lock_id=entry.id, lock=entry.lock,
             packages=packages, installed=host_state.env_packages, fallbacks=bases,
             foreign=foreign,
         )  # fmt: skip
     else:
         locked.conda_env(
-            name="Install torch into the conda env from its lock",
+            name="Install torch into the conda env",
             conda=host_state.conda_exe, prefix=host_state.env_path, lock_id=entry.id,
             lock=entry.lock, packages=packages, kind=use.kind,
             installed=host_state.env_packages, fallbacks=bases, foreign=foreign,
         )  # fmt: skip
 
 
-def plan_of(host_state: HostState, settings: Settings) -> tuple[Plan | str, str]:
-    """The host's plan as the deploy makes it (or why it has none), and its mirror's name."""
+def plan_of(host_state: HostState, settings: Settings) -> tuple[Plan | str, str, list[Plan]]:
+    """The host's plan as the deploy makes it (or why it has none), its mirror, and the plans of
+    the fallback mirrors that pin the same."""
     request = request_for(settings)
     catalog = catalog_for(settings)
-    try:
-        plan = plan_for_host(host_facts(host_state, settings), request, load_compat(), catalog)
-    except RequestError as exc:
-        return str(exc), request.mirror
-    return (plan.reasons[-1] if plan.refused else plan), request.mirror
+    mirror = describe_mirror(catalog[request.mirror])
+    facts = host_facts(host_state, settings)
+
+    def plan_with(wanted) -> Plan | str:
+        try:
+            plan = plan_for_host(facts, wanted, load_compat(), catalog)
+        except RequestError as exc:
+            return str(exc)
+        return plan.reasons[-1] if plan.refused else plan
+
+    plan = plan_with(request)
+    if isinstance(plan, str):
+        return plan, mirror, []
+    candidates = {
+        name: plan_with(fallback)
+        for name, fallback in fallback_requests(settings, request, catalog).items()
+    }
+    return plan, mirror, usable_fallbacks(plan, candidates)[0]

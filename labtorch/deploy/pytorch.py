@@ -19,6 +19,7 @@ from pyinfra.api.inventory import Inventory
 from labtorch.data.compat import load_compat
 from labtorch.data.mirrors import Mirror, MirrorCatalog
 from labtorch.deploy import bootstrap as conda_bootstrap
+from labtorch.deploy import locks
 from labtorch.deploy.inputs import (
     catalog_for,
     expectation_for,
@@ -127,6 +128,7 @@ def _conda_steps(
     mirror: Mirror,
     catalog: MirrorCatalog,
     accepted: list[str],
+    locked: locks.LockUse | None = None,
 ) -> None:
     conda.condarc(
         name="Point conda at the mirror",
@@ -136,6 +138,9 @@ def _conda_steps(
         has_backup=host_state.condarc_backup,
         kind=host_state.condarc_kind,
     )
+    if locked:
+        locks.install(locked, host_state, plan, fallbacks)
+        return
     conda.env(
         name="Install torch into the conda env",
         conda=host_state.conda_exe,
@@ -246,15 +251,23 @@ def install_pytorch() -> None:
     fallbacks = _fallbacks(host_state, settings, request, catalog, plan)
     origins = origins_for(plan, fallbacks, catalog)
     accepted = list(origins.accepted)
+    locked = locks.choose(host_state, settings, plan, mirror, fallbacks)
+    if isinstance(locked, str):
+        _refuse("Use the lock", locked)
+        return
     diff = env_diff(
         pins,
         host_state.env_packages,
         accepted,
         foreign=host_state.env_is_foreign(settings.installer),
     )
+    if locked:
+        diff = locks.diff(locked, host_state, plan, fallbacks)
     lock = _lock_if_changing(host_state, settings, plan, mirror, catalog, diff)
     if settings.installer == "conda":
-        _conda_steps(host_state, plan, fallbacks, pins, mirror, catalog, accepted)
+        _conda_steps(host_state, plan, fallbacks, pins, mirror, catalog, accepted, locked)
+    elif locked:
+        locks.install(locked, host_state, plan, fallbacks)
     else:
         pip.venv(
             name="Install torch into the venv",

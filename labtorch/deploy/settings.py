@@ -171,6 +171,13 @@ def _wheel_template(value: Any) -> str | None:
     return None
 
 
+def _lock_dir(value: Any) -> str | None:
+    """Where the locks are: a directory on the controller (relative to where pyinfra runs)."""
+    if isinstance(value, str) and value.strip() and not any(c in value for c in "\n\0"):
+        return None
+    return 'must be a directory on the controller, such as "locks"'
+
+
 def _all(*checks: Callable[[Any], str | None]) -> Callable[[Any], str | None]:
     def every(value: Any) -> str | None:
         return next((problem for check in checks if (problem := check(value))), None)
@@ -202,6 +209,8 @@ class Settings:
     conda_bootstrap: bool = True
     env_history: int = 5
     run_lock_wait: int = 600
+    lock: str = "auto"
+    lock_dir: str = "locks"
 
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
@@ -227,6 +236,8 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "conda_bootstrap": _boolean,
     "env_history": _history_size,
     "run_lock_wait": _seconds,
+    "lock": _choice(("auto", "frozen", "off")),
+    "lock_dir": _lock_dir,
 }
 KEYS = tuple(f"{PREFIX}{field.name}" for field in fields(Settings))
 # Every key but these holds text. pyinfra's --data turns an unquoted number into an int or a

@@ -38,7 +38,7 @@ def collect() -> None:
     if state is None:
         record["refusal"] = "the host's facts could not be read"
     else:
-        plan, mirror = plan_of(state, settings)
+        plan, mirror, fallbacks = plan_of(state, settings)
         record.update(glibc=state.glibc, conda_version=state.conda_version, mirror=mirror)
         if isinstance(plan, str):
             record["refusal"] = plan
@@ -46,6 +46,7 @@ def collect() -> None:
             record["refusal"] = "no conda found"
         else:
             record["inputs"] = lock_class(plan).inputs()
+            record["fallbacks"] = [lock_class(fallback).inputs() for fallback in fallbacks]
     directory = Path(os.environ[COLLECT_ENV])
     (directory / f"{host.name}.json").write_text(json.dumps(record))
 

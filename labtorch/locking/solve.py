@@ -22,9 +22,12 @@ from labtorch.rules.locks import (
     EXPLICIT_FILES,
     REQUIREMENTS_FILE,
     LockClass,
+    LockedPackage,
     LockEntry,
     oldest_glibc,
     pip_target,
+    rebase_pairs,
+    rebased,
     render_explicit,
     render_requirements,
     virtual_packages,
@@ -51,6 +54,8 @@ class Job:
     hosts: tuple[str, ...]
     glibcs: tuple[str | None, ...] = ()
     mirror: str = ""
+    # The same class on each fallback mirror: solved there when the mirror fails the solve.
+    fallbacks: tuple[LockClass, ...] = ()
 
     def to_json(self) -> dict:
         return {
@@ -58,6 +63,7 @@ class Job:
             "hosts": list(self.hosts),
             "glibcs": list(self.glibcs),
             "mirror": self.mirror,
+            "fallbacks": [fallback.inputs() for fallback in self.fallbacks],
         }
 
     @classmethod
@@ -67,6 +73,7 @@ class Job:
             tuple(data.get("hosts") or ()),
             tuple(data.get("glibcs") or ()),
             str(data.get("mirror") or ""),
+            tuple(LockClass.from_inputs(f) for f in data.get("fallbacks") or ()),
         )
 
 
@@ -80,34 +87,59 @@ def _uv_version() -> str:
         return "uv"
 
 
+def _packages(lock: LockClass, glibc: str) -> tuple[list[LockedPackage], str | None]:
+    """The packages of one class on one mirror, and the pip target."""
+    if lock.installer == PIP:
+        target = pip_target(lock, glibc)
+        return solve_pip(lock, target), target
+    with tempfile.TemporaryDirectory(prefix="labtorch-rattler-") as cache:
+        return solve_conda(lock, virtual_packages(lock, glibc), Path(cache), USER_AGENT), None
+
+
+def _solve_somewhere(job: Job, glibc: str) -> tuple[list[LockedPackage], str | None, LockClass]:
+    """Solved against the mirror, else against each fallback in turn (its URLs then mapped back
+    to the mirror's, the same relative path: hosts try the mirror first, then the fallbacks)."""
+    try:
+        packages, target = _packages(job.lock, glibc)
+        return packages, target, job.lock
+    except SolveError as first:
+        for fallback in job.fallbacks:
+            try:
+                packages, target = _packages(fallback, glibc)
+            except SolveError:
+                continue
+            pairs = rebase_pairs(fallback.endpoints, job.lock.endpoints)
+            return rebased(packages, pairs), target, fallback
+        raise first from None
+
+
 def solve(job: Job, now: str | None = None) -> LockEntry:
     """Solve one class; SolveError says why it cannot be."""
     lock = job.lock
     glibc = oldest_glibc(job.glibcs)
     now = now or dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-    header = f"made {now} against {job.mirror or 'the mirror'}"
+    packages, target, solved = _solve_somewhere(job, glibc)
+    where = job.mirror or "the mirror"
+    if solved is not lock:
+        where = f"a fallback of {where} ({', '.join(solved.endpoints)})"
+    header = f"made {now} against {where}"
     if lock.installer == PIP:
-        target = pip_target(lock, glibc)
-        packages = solve_pip(lock, target)
         files = {
             f"{lock.id}/{REQUIREMENTS_FILE}": render_requirements(lock.id, lock, packages, header)
         }
         return LockEntry(
             lock=lock, created=now, solver=_uv_version(), mirror=job.mirror,
-            sources=lock.endpoints, hosts=job.hosts, files=files, glibc=glibc,
+            sources=solved.endpoints, hosts=job.hosts, files=files, glibc=glibc,
             target=target, packages=len(packages),
         )  # fmt: skip
-    virtual = virtual_packages(lock, glibc)
-    with tempfile.TemporaryDirectory(prefix="labtorch-rattler-") as cache:
-        packages = solve_conda(lock, virtual, Path(cache), USER_AGENT)
     files = {
         f"{lock.id}/{name}": render_explicit(lock.id, lock, packages, kind, header)
         for kind, name in EXPLICIT_FILES.items()
     }
     return LockEntry(
         lock=lock, created=now, solver=f"py-rattler {_version('py-rattler')}", mirror=job.mirror,
-        sources=lock.channels, hosts=job.hosts, files=files, glibc=glibc,
-        virtual=tuple(virtual), packages=len(packages),
+        sources=solved.endpoints, hosts=job.hosts, files=files, glibc=glibc,
+        virtual=tuple(virtual_packages(lock, glibc)), packages=len(packages),
     )  # fmt: skip
 
 

@@ -50,11 +50,13 @@ _HASH_SUMMARY = (
     "awk '"
     '/for url /{u=$0; sub(/.*for url .?/, "", u); sub(/.\\.?$/, "", u)}'
     '/^ *expected (md5|sha256): /{k=$2; sub(/:$/, "", k); e=$NF}'
-    '/^ *actual (md5|sha256): /{n=u; sub(/.*\\//, "", n); printf "labtorch: hash mismatch: '
+    '/^ *actual (md5|sha256): /{n=u; sub(/.*\\//, "", n); gsub(/%2B/, "+", n); '
+    'printf "labtorch: hash mismatch: '
     '%s: the lock says %s %s, the mirror served %s\\n", n, k, e, $NF}'
     '/@ .* from .*:$/{u=$0; sub(/ from .*/, "", u); sub(/.*@ */, "", u)}'
     "/^ *Expected sha256 /{e=$NF}"
-    '/^ *Got /{n=u; sub(/.*\\//, "", n); printf "labtorch: hash mismatch: %s: the lock says '
+    '/^ *Got /{n=u; sub(/.*\\//, "", n); gsub(/%2B/, "+", n); '
+    'printf "labtorch: hash mismatch: %s: the lock says '
     "sha256 %s, the mirror served %s\\n\", n, e, $NF}'"
 )
 

@@ -211,7 +211,18 @@ async def _explicit(
         for r in new
     }
     kept = [r for r in installed if r.name.normalized not in specs]
-    transaction = Transaction(prefix, [*new, *kept], installed, specs, origins)
+    # Real conda relinks a listed package unless the installed record matches it by channel too
+    # (conda ``misc.install_explicit_packages``: the spec of the URL's record, channel included):
+    # the same file from another channel is replaced.
+    wanted = {r.name.normalized: channel_url({"url": origins[r.url]}) for r in new}
+    elsewhere = frozenset(
+        r.name.normalized
+        for r in installed
+        if r.name.normalized in wanted
+        and r.url is not None
+        and channel_url({"url": str(r.url)}) != wanted[r.name.normalized]
+    )
+    transaction = Transaction(prefix, [*new, *kept], installed, specs, origins, elsewhere)
     return transaction, list(specs.values())
 
 
