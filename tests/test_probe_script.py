@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from labtorch.facts.host_state import host_state_script, parse_host_state
 from labtorch.facts.probe_output import PROBE_SOURCE, probe_result
 from labtorch.facts.probe_script import CACHE, KEEP, PIP_REPORT
+from labtorch.rules.envdiff import REPAIR, env_diff
+from labtorch.rules.model import PackagePin
 
 MIRROR = "http://mirror.example"
 FORGE = f"{MIRROR}/anaconda/cloud/conda-forge"
@@ -160,3 +163,31 @@ def test_keep_where_the_env_cannot_be_written_still_prints_the_result(env):
     result = probe(env, KEEP, "590.44.01")
     assert result["kernel_driver"] == "590.44.01"
     assert (env / CACHE).is_dir()
+
+
+def test_pip_torch_in_a_conda_env_is_not_the_conda_package_the_plan_pins(tmp_path):
+    """The deploy's side of the same env: once conda-meta exists the snapshot reads the env's
+    packages from it, so a torch that pip put there is not the plan's conda pytorch, and the
+    env is repaired (conda installs its pytorch) instead of being taken as converged."""
+    home = tmp_path / "home"
+    conda = home / "miniconda3" / "bin" / "conda"
+    conda.parent.mkdir(parents=True)
+    conda.write_text("#!/bin/sh\nexit 1\n")
+    conda.chmod(0o755)
+    prefix = home / "miniconda3" / "envs" / "torch"
+    prefix.mkdir(parents=True)
+    conda_record(prefix, "python", "3.11.2", "h_0", f"{MIRROR}/anaconda/pkgs/main")
+    site = prefix / "lib" / "python3.11" / "site-packages"
+    (site / "torch-2.7.1.dist-info").mkdir(parents=True)
+    script = host_state_script("conda", "torch", "system", "/opt/labtorch/venvs", "env")
+    env = {"HOME": str(home), "PATH": "/usr/bin:/bin", "CONDA_EXE": ""}
+    done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, env=env, check=True)
+    state = parse_host_state(done.stdout.splitlines())
+    assert set(state.env_packages) == {"python"}
+    assert "torch-2.7.1.dist-info" in state.env_listing  # a change the probe cache notices
+    pin = PackagePin("pytorch", "2.7.1", "cuda126_*", "conda-forge", FORGE)
+    diff = env_diff([pin], state.env_packages, [MIRROR])
+    assert (diff.action, diff.problems) == (
+        REPAIR,
+        ("pytorch is missing (plan: pytorch 2.7.1 cuda126_*)",),
+    )
