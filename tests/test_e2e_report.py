@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 from labhelpers import REPO, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
@@ -162,3 +163,48 @@ def test_the_audit_finds_every_env_with_torch_where_users_put_them(
     assert audit["driver"]["version"] == first_report["lab01"]["driver"]["version"]
     assert [len(audit["gpus"]), status] == [2, 0]
     assert sorted(env["prefix"] for env in reported) == sorted(prefix for _, prefix in found)
+
+
+# The LabHost fact fixtures (tests/pyinfra) against what the script really prints on a lab host.
+LAB_HOST_FIXTURES = Path(__file__).parent / "pyinfra" / "facts" / "facts.pyinfra_facts.LabHost"
+# Which lab host plays each fixture's host: a GPU host with a deployed conda env, the host
+# without a GPU or conda, the host whose driver is not loaded.
+FIXTURE_HOSTS = {"gpu": "lab01", "cpu": "lab07", "driver": "lab08"}
+
+
+def section_shapes(lines: list[str]) -> list[tuple[str, tuple[bool, int]]]:
+    """Each section's marker, whether it holds text, and how many blank lines end it (the script
+    prints one after a file and after nvidia-smi's output; what is inside varies by host)."""
+    sections: list[tuple[str, list[str]]] = []
+    for line in lines:
+        if line.startswith("@@labtorch "):
+            sections.append((line.split(" ")[1], []))
+        elif sections:
+            sections[-1][1].append(line)
+    shapes = []
+    for marker, body in sections:
+        text = [line for line in body if line.strip()]
+        trailing = len(body) - len("\n".join(body).rstrip().splitlines()) if text else len(body)
+        shapes.append((marker, (bool(text), trailing)))
+    return shapes
+
+
+@pytest.mark.parametrize("fixture", sorted(p.name for p in LAB_HOST_FIXTURES.glob("*.yaml")))
+def test_lab_host_fixtures_have_the_shape_of_the_real_output(lab_dir, first_report, fixture):
+    """The fixture's command (pyinfra-testing checks it is what LabHost sends), run on the lab
+    host that plays its host: the same sections in the same order, and each section that holds
+    something in both has the same pattern of lines, the blank line after each file and after
+    nvidia-smi's output included (the parser tolerates either; the fixture must not)."""
+    data = yaml.safe_load((LAB_HOST_FIXTURES / fixture).read_text())
+    host = FIXTURE_HOSTS[fixture.split("_")[0]]
+    done = ssh(lab_dir, host, data["command"])
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    real = section_shapes(done.stdout.decode().splitlines())
+    wanted = section_shapes(data["output"].splitlines())
+    assert [marker for marker, _ in wanted] == [marker for marker, _ in real]
+    compared = []
+    for (marker, shape), (_, real_shape) in zip(wanted, real, strict=True):
+        if shape[0] and real_shape[0]:  # both hold text: the same blank lines after it
+            assert shape == real_shape, f"{fixture}: section {marker}"
+            compared.append(marker)
+    assert compared, "no section to compare"
