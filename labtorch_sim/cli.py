@@ -41,8 +41,8 @@ def add_sim_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentP
         help="start the lab (again), as it went down; hosts already up stay up",
         description="Start the lab. A lab that was down comes back as it went down: the same "
         "hosts, their disks, the same ports and mirror URL (when the port is free). A new lab, "
-        "or one started with --fresh, has the default 8 hosts unless --hosts or --profiles "
-        "says otherwise.",
+        "or one started with --fresh, is the default lab (one host per profile of its `lab` "
+        "list) unless --hosts or --profiles says otherwise.",
     )
     up.add_argument("--hosts", type=int, metavar="N", help="N hosts cycling the default profiles")
     up.add_argument("--profiles", metavar="FILE", help="profiles file (schema: profiles.yaml)")

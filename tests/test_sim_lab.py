@@ -67,7 +67,7 @@ def working_gpu(profile: Profile) -> bool:
 
 
 def test_default_lab_has_one_host_per_default_profile(hosts):
-    assert list(hosts) == [f"lab{i:02d}" for i in range(1, 9)]
+    assert list(hosts) == [f"lab{i:02d}" for i in range(1, len(PROFILES.lab) + 1)]
     assert [profile.name for profile in hosts.values()] == list(PROFILES.lab)
 
 
@@ -225,7 +225,7 @@ def test_status_json(lab_dir, capsys):
     assert status == 0
     assert set(data) == {"state_dir", "mirror", "hosts"}
     assert set(data["mirror"]) == {"url", "pid", "up"} and data["mirror"]["up"] is True
-    assert len(data["hosts"]) == 8
+    assert len(data["hosts"]) == len(PROFILES.lab)
     for host in data["hosts"]:
         assert set(host) == {
             "name", "address", "port", "user", "key_file", "known_hosts_file",
@@ -251,11 +251,12 @@ def test_a_port_taken_by_another_process_is_refused(lab_dir):
         except OSError:
             pytest.skip(f"port {next_port} is busy already")
         other.listen()
+        extra = len(PROFILES.lab) + 1
         with pytest.raises(
-            lab.LabError, match=f"port\\(s\\) {next_port} \\(lab09\\) already in use"
+            lab.LabError, match=f"port\\(s\\) {next_port} \\(lab{extra:02d}\\) already in use"
         ):
-            lab.up(9, None, lab_dir)
-    assert len(lab.status(lab_dir).hosts) == 8
+            lab.up(extra, None, lab_dir)
+    assert len(lab.status(lab_dir).hosts) == len(PROFILES.lab)
 
 
 def _sshd_pids(lab_dir: Path) -> dict[str, str]:
@@ -448,7 +449,7 @@ def test_profiles_file_errors_name_file_and_key(tmp_path, yaml, key, problem):
 
 
 def test_hosts_cycle_through_the_default_profiles():
-    names = [profile.name for profile in PROFILES.for_hosts(11)]
+    names = [profile.name for profile in PROFILES.for_hosts(len(PROFILES.lab) + 3)]
     assert names == [*PROFILES.lab, *PROFILES.lab[:3]]
 
 
@@ -480,7 +481,8 @@ def _ports(state_dir: Path) -> dict[str, int]:
 
 def test_a_new_lab_has_the_default_size_and_says_why(restart_dir, capsys):
     out, _ = _up(capsys, restart_dir)
-    assert f"8 hosts (the default lab: no lab in {restart_dir} before); starting all 8" in out
+    n = len(PROFILES.lab)
+    assert f"{n} hosts (the default lab: no lab in {restart_dir} before); starting all {n}" in out
     mirror = lab.status(restart_dir).mirror
     assert f"mirror {mirror.url}\n" in out
     assert lab.MIRROR_PORTS[0] <= int(mirror.url.rsplit(":", 1)[1]) <= lab.MIRROR_PORTS[-1]
@@ -540,7 +542,9 @@ def test_fresh_starts_new_disks_at_the_default_size(restart_dir, capsys):
         for name in ("lab01", "lab02")
     }
     out, _ = _up(capsys, restart_dir, "--fresh")
-    assert "8 hosts (--fresh: the default lab, every host on a new disk); starting all 8" in out
+    n = len(PROFILES.lab)
+    why = "--fresh: the default lab, every host on a new disk"
+    assert f"{n} hosts ({why}); starting all {n}" in out
     status = lab.status(restart_dir)
     assert [host.profile for host in status.hosts] == list(PROFILES.lab)
     assert all(host.up for host in status.hosts)
@@ -550,7 +554,7 @@ def test_fresh_starts_new_disks_at_the_default_size(restart_dir, capsys):
         assert new.read_text() != key, name
     # The size now is the default one: an up without arguments keeps it, and says so.
     out, _ = _up(capsys, restart_dir)
-    assert "8 hosts (the default lab, as the last lab was); starting 0, 8 already up" in out
+    assert f"{n} hosts (the default lab, as the last lab was); starting 0, {n} already up" in out
 
 
 def test_fresh_with_hosts_takes_that_size(restart_dir, capsys):
