@@ -188,10 +188,11 @@ def assert_noop_rerun(lab_dir: Path, tmp_path: Path, *extra: str) -> dict:
     return results
 
 
-# lab08's driver is not loaded: no plan. lab03 (CUDA 12.2) and lab06 (11.7) are too old for
-# conda-forge's only CUDA build of 2.7.1 (12.6): they get the CPU build, which the probe fails on
-# a GPU host, with the driver they need.
-FAILED = ["lab03", "lab06", "lab08"]
+# lab08's driver is not loaded: no plan. lab06 (driver 515, CUDA 11.7) is on the pytorch
+# channel, whose builds of 2.3.1 need CUDA 11.8 at least: it gets the CPU build, which the probe
+# fails on a GPU host, with the driver it needs. lab03 (Volta, CUDA 12.2) is on the pytorch
+# channel too, and gets cu121.
+FAILED = ["lab06", "lab08"]
 
 
 def test_first_run_converges_every_plannable_host(lab_dir):
@@ -199,16 +200,17 @@ def test_first_run_converges_every_plannable_host(lab_dir):
     assert status == 1
     assert sorted(results["failed_hosts"]) == FAILED
     assert "driver-not-loaded" in stderr and "modprobe nvidia" in stderr
-    assert "lab03: a CPU build on a host with 8 GPU(s): upgrade the NVIDIA driver" in stderr
+    assert "lab06: a CPU build on a host with 1 GPU(s): upgrade the NVIDIA driver" in stderr
     changes = by_op(results, "success")
     assert changes["Install torch into the conda env"] == CONDA_HOSTS
     assert changes["Install torch into the venv"] == ["lab07"]
     assert changes["Point conda at the mirror"] == CONDA_HOSTS
     assert by_op(results, "error")["Plan PyTorch"] == ["lab08"]
-    assert by_op(results, "error")["Prove torch works"] == ["lab03", "lab06"]
+    assert by_op(results, "error")["Prove torch works"] == ["lab06"]
     assert by_op(results, "no_change")["Prove torch works"] == [
         "lab01",
         "lab02",
+        "lab03",
         "lab04",
         "lab05",
         "lab07",
@@ -220,7 +222,7 @@ def test_first_run_converges_every_plannable_host(lab_dir):
     [
         ("lab01", "/opt/conda/envs/torch/bin/python", "2.7.1 12.6 True"),  # H100, driver 570
         ("lab04", "/opt/conda/envs/torch/bin/python", "2.7.1 12.6 True"),  # Pascal gets cu126
-        ("lab03", "/opt/conda/envs/torch/bin/python", "2.7.1 None False"),  # CUDA 12.2 < 12.6
+        ("lab03", "/opt/conda/envs/torch/bin/python", "2.3.1 12.1 True"),  # pytorch channel
         ("lab07", "/opt/labtorch/venvs/torch/bin/python", "2.9.1+cpu None False"),
     ],
 )
