@@ -98,3 +98,24 @@ torch_run_lock_wait = 600
 # where pyinfra runs); labtorch lock writes there unless given --output.
 torch_lock = "auto"
 torch_lock_dir = "locks"
+
+# The lab cache (README "Lab cache"): one host runs nginx, from its distribution's packages, as a
+# caching proxy of torch_mirror (with torch_fallback_mirrors as backup upstreams for 403, 5xx and
+# timeouts), and every host installs through it, so each file crosses the campus link once. The
+# deploy configures the cache host before any host installs. A host that cannot reach the cache
+# installs straight from the mirror, then its fallbacks, and the report says why.
+# torch_cache_host: "auto" (the one host of the inventory's group `cache`, if it has one), "off",
+# or the inventory name of the host. The other keys are read from the cache host's own data:
+# torch_cache_port and torch_cache_bind, where nginx listens (an IP address; "0.0.0.0" is every
+# IPv4 address of the host: set the lab network's address to listen there only);
+# torch_cache_url, how the other hosts reach it (None: http://<the host's ssh_hostname or
+# name>:<port>); torch_cache_dir and torch_cache_max_size, the cache's directory and its disk
+# budget (nginx's size syntax: "50g"); torch_cache_index_ttl, how long an index (repodata, a PyPI
+# page, a wheel page) is served before the mirror is asked again ("10m"); package files are kept.
+torch_cache_host = "auto"
+torch_cache_port = 3143
+torch_cache_bind = "0.0.0.0"
+torch_cache_url = None
+torch_cache_dir = "/var/cache/labtorch-cache"
+torch_cache_max_size = "50g"
+torch_cache_index_ttl = "10m"

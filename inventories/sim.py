@@ -18,6 +18,7 @@ the groups ``pytorch_channel``, ``conda_forge`` and ``pip`` name them (``--limit
 """
 
 from labtorch_sim import default_state_dir
+from labtorch_sim.cache import cache_group
 from labtorch_sim.lab import HostStatus, status
 
 # Profiles whose hosts take the pytorch channel (labtorch_sim/data/profiles.yaml).
@@ -78,3 +79,7 @@ cpu = ([(host.name, _host_data(host)) for host in _HOSTS if host.group == "cpu"]
 pytorch_channel = [host.name for host in _HOSTS if _route(host) == "pytorch_channel"]
 conda_forge = [host.name for host in _HOSTS if _route(host) == "conda_forge"]
 pip = [host.name for host in _HOSTS if _route(host) == "pip"]
+# The lab cache: LABTORCH_SIM_CACHE=lab01 makes that host the group cache (labtorch_sim.cache).
+_CACHE = cache_group([host.name for host in _HOSTS], _SETTINGS["torch_mirror_url"])
+if _CACHE:
+    cache = _CACHE

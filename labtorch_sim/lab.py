@@ -38,13 +38,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from labtorch_sim import fakedriver
+from labtorch_sim import fakedriver, systemctl
 from labtorch_sim.fakedriver import HostFiles
 from labtorch_sim.miniforge import build_miniforge_release
 from labtorch_sim.mirror import FALLBACK, read_mirror, start_mirror, stop_mirror
 from labtorch_sim.mirror_content import build_mirror_content
 from labtorch_sim.profiles import Profile, load_profiles
-from labtorch_sim.runtime import RUNTIME_MOUNT, build_runtime, install_conda
+from labtorch_sim.runtime import HOST_PYTHON, RUNTIME_MOUNT, build_runtime, install_conda
 
 HIDDEN_TEMP_DIRS = ("/tmp", "/var/tmp")
 ADDRESS = "127.0.0.1"
@@ -542,6 +542,8 @@ def _configure(state: _State, directory: Path, host: _Host) -> None:
         (etc / "labtorch-sim").mkdir(exist_ok=True)
         (etc / "labtorch-sim" / "host.json").write_text(json.dumps(info, indent=2) + "\n")
     _replace_files(directory / "usrlocal", fakedriver.nvidia_smi_files(host.profile))
+    # No init on a host: the lab's own systemctl runs services (the lab cache's nginx).
+    _replace_files(directory / "usrlocal", systemctl.host_files(RUNTIME_MOUNT, HOST_PYTHON))
     proc, sys_module = fakedriver.kernel_module_files(host.profile)
     _replace_tree(directory / "kernel" / "proc", proc)
     _replace_tree(directory / "kernel" / "sys", sys_module)

@@ -19,7 +19,7 @@ from pyinfra.api.inventory import Inventory
 from labtorch.data.compat import load_compat
 from labtorch.data.mirrors import Mirror, MirrorCatalog
 from labtorch.deploy import bootstrap as conda_bootstrap
-from labtorch.deploy import locks
+from labtorch.deploy import lab_cache, locks
 from labtorch.deploy.inputs import (
     catalog_for,
     expectation_for,
@@ -129,6 +129,7 @@ def _conda_steps(
     catalog: MirrorCatalog,
     accepted: list[str],
     locked: locks.LockUse | None = None,
+    cache: str | None = None,
 ) -> None:
     conda.condarc(
         name="Point conda at the mirror",
@@ -153,6 +154,7 @@ def _conda_steps(
         fallback_channels=[list(fallback.channel_urls) for fallback in fallbacks],
         accepted=accepted,
         foreign=host_state.env_is_foreign("conda"),
+        cache=cache,
     )
 
 
@@ -215,10 +217,19 @@ def _keep_probe(run: HostRun):
 
 @deploy("labtorch: PyTorch")
 def install_pytorch() -> None:
-    """Bring this host to the build the rules choose for it, through the mirror, and prove it."""
+    """Bring this host to the build the rules choose for it, through the mirror, and prove it.
+
+    The lab cache's host is configured first and what the cache fetched is read last: pyinfra
+    runs each operation on every host before the next (``labtorch.deploy.lab_cache``)."""
     check_inventory_settings(host.inventory)
-    run = RUN.host(host)
     settings = settings_from(host.data.dict())
+    cache = lab_cache.serve(host, settings)
+    _install_pytorch(settings, cache)
+    lab_cache.account(cache, host)
+
+
+def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
+    run = RUN.host(host)
     host_state = host.get_fact(
         LabHost,
         installer=settings.installer,
@@ -250,6 +261,20 @@ def install_pytorch() -> None:
     pins = [*plan.packages, *plan.toolkit]
     fallbacks = _fallbacks(host_state, settings, request, catalog, plan)
     origins = origins_for(plan, fallbacks, catalog)
+    via = lab_cache.through(
+        cache,
+        host,
+        settings,
+        host_state,
+        request,
+        plan,
+        fallbacks,
+        origins,
+        lambda request, catalog: _plan(host_state, settings, request, catalog),
+    )
+    if via:
+        run.plan = plan = via.plan
+        fallbacks, origins, mirror, catalog = via.fallbacks, via.origins, via.mirror, via.catalog
     accepted = list(origins.accepted)
     locked = locks.choose(host_state, settings, plan, mirror, fallbacks)
     if isinstance(locked, str):
@@ -265,7 +290,17 @@ def install_pytorch() -> None:
         diff = locks.diff(locked, host_state, plan, fallbacks)
     lock = _lock_if_changing(host_state, settings, plan, mirror, catalog, diff)
     if settings.installer == "conda":
-        _conda_steps(host_state, plan, fallbacks, pins, mirror, catalog, accepted, locked)
+        _conda_steps(
+            host_state,
+            plan,
+            fallbacks,
+            pins,
+            mirror,
+            catalog,
+            accepted,
+            locked,
+            cache=via.url if via else None,
+        )
     elif locked:
         locks.install(locked, host_state, plan, fallbacks)
     else:
@@ -279,6 +314,7 @@ def install_pytorch() -> None:
             installed=host_state.env_packages,
             fallbacks=[PipSource.of(fallback) for fallback in fallbacks],
             foreign=host_state.env_is_foreign("pip"),
+            cache=via.url if via else None,
         )
     pip.pip_index(
         name="Point pip at the mirror",

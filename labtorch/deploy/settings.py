@@ -17,6 +17,8 @@ from string import Formatter
 from typing import Any
 
 from labtorch.data.mirrors import load_catalog
+from labtorch.rules.cache import NUMBER_SETTINGS as _CACHE_NUMBERS
+from labtorch.rules.cache import SETTING_CHECKS as _CACHE_CHECKS
 from labtorch.rules.model import AUTO, CONDA_CHANNELS, DRIVER_POLICIES, INSTALLERS
 
 PREFIX = "torch_"
@@ -211,6 +213,14 @@ class Settings:
     run_lock_wait: int = 600
     lock: str = "auto"
     lock_dir: str = "locks"
+    # The lab cache (labtorch.rules.cache): which host, where it listens, its disk.
+    cache_host: str = "auto"
+    cache_port: int = 3143
+    cache_bind: str = "0.0.0.0"
+    cache_url: str | None = None
+    cache_max_size: str = "50g"
+    cache_dir: str = "/var/cache/labtorch-cache"
+    cache_index_ttl: str = "10m"
 
 
 _CHECKS: dict[str, Callable[[Any], str | None]] = {
@@ -238,6 +248,7 @@ _CHECKS: dict[str, Callable[[Any], str | None]] = {
     "run_lock_wait": _seconds,
     "lock": _choice(("auto", "frozen", "off")),
     "lock_dir": _lock_dir,
+    **_CACHE_CHECKS,
 }
 KEYS = tuple(f"{PREFIX}{field.name}" for field in fields(Settings))
 # Every key but these holds text. pyinfra's --data turns an unquoted number into an int or a
@@ -245,6 +256,7 @@ KEYS = tuple(f"{PREFIX}{field.name}" for field in fields(Settings))
 # group_data file: 3.10 becomes 3.1 and 2.10 becomes 2.1. A number cannot be read back as the
 # version that was typed, so it is refused with the way to quote it, never guessed.
 _NOT_TEXT = ("toolkit", "fallback_mirrors", "run_lock_wait", "conda_bootstrap", "env_history")
+_NOT_TEXT = (*_NOT_TEXT, *_CACHE_NUMBERS)
 _QUOTED_EXAMPLES = {"release": "2.3", "python": "3.10"}
 
 

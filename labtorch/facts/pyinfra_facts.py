@@ -8,6 +8,13 @@ from pyinfra.api.exceptions import FactProcessError
 from typing_extensions import override
 
 from labtorch.facts import probe_script
+from labtorch.facts.cache_host import (
+    CacheHostState,
+    cache_host_script,
+    parse_cache_host,
+    parse_upstream_log,
+    upstream_log_script,
+)
 from labtorch.facts.env_discovery import audit_command, parse_audit
 from labtorch.facts.host_state import HostState, host_state_script, parse_host_state
 from labtorch.facts.probe_output import PROBE_SOURCE, probe_result
@@ -111,3 +118,50 @@ class TorchEnvs(FactBase[dict | None]):
             return parse_audit(output)
         except ValueError as exc:
             raise FactProcessError(str(exc)) from exc
+
+
+class CacheHost(FactBase[CacheHostState]):
+    """
+    The lab cache's host: nginx, apt and systemctl, labtorch's nginx configuration and unit
+    (their sha256), the cache's directories, the service's state and the upstream log's size,
+    in one command.
+
+    + directories: the directories whose owner and mode to read
+    """
+
+    @override
+    @staticmethod
+    def default() -> None:
+        return None
+
+    @override
+    def command(self, directories: list[str]) -> str:
+        return cache_host_script(directories)
+
+    @override
+    def process(self, output: list[str]) -> CacheHostState:
+        try:
+            return parse_cache_host(output)
+        except ValueError as exc:
+            raise FactProcessError(str(exc)) from exc
+
+
+class CacheUpstreamLog(FactBase[list]):
+    """
+    What the lab cache sent upstream since byte ``offset`` of its upstream log.
+
+    + offset: the log's size before the run
+    """
+
+    @override
+    @staticmethod
+    def default() -> list:
+        return []
+
+    @override
+    def command(self, offset: int) -> str:
+        return upstream_log_script(offset)
+
+    @override
+    def process(self, output: list[str]) -> list:
+        return parse_upstream_log(output)

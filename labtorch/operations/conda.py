@@ -6,6 +6,7 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from labtorch.facts.host_state import InstalledPackage
+from labtorch.operations.cache import through_cache
 from labtorch.operations.util.condarc import CondaMirrorConfig, condarc_change
 from labtorch.operations.util.files import move_aside, update_owned_file
 from labtorch.operations.util.shell import first_that_succeeds, shell_command
@@ -60,6 +61,7 @@ def env(
     fallback_channels: list[list[str]] | None = None,
     accepted: list[str] | None = None,
     foreign: bool = False,
+    cache: str | None = None,
 ):
     """
     Create or repair the conda env at ``prefix`` so that it holds exactly the plan's pins.
@@ -81,6 +83,8 @@ def env(
     + fallback_channels: per fallback mirror, the plan's channels as URLs on it
     + accepted: URL prefixes the env's packages may come from (None: not checked)
     + foreign: a directory that is not a conda env is at ``prefix``
+    + cache: the lab cache's URL when the first attempt goes through it: the attempt runs
+      only when the cache answers, and the next (the mirror itself) follows when not
     """
     verdict = env_diff(pins, installed, accepted, foreign=foreign)
     if verdict.action == OK:
@@ -111,6 +115,8 @@ def env(
             *((urls, dict(zip(channels, urls, strict=False))) for urls in fallback_channels or ()),
         )
     ]
+    if cache:
+        attempts[0] = through_cache(attempts[0], cache)
     yield first_that_succeeds(attempts)
 
 

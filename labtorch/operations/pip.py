@@ -7,6 +7,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 
 from labtorch.facts.host_state import InstalledPackage
 from labtorch.facts.probe_script import PIP_REPORT
+from labtorch.operations.cache import through_cache
 from labtorch.operations.util.files import move_aside, update_owned_file
 from labtorch.operations.util.pipconf import pip_conf_change
 from labtorch.operations.util.shell import first_that_succeeds, shell_command
@@ -49,6 +50,7 @@ def venv(
     installed: dict[str, InstalledPackage] | None,
     fallbacks: list[PipSource] | None = None,
     foreign: bool = False,
+    cache: str | None = None,
 ):
     """
     Create or repair the venv ``prefix`` so that it holds exactly the plan's pins.
@@ -67,6 +69,8 @@ def venv(
     + installed: the venv's distributions as the LabHost fact read them (None: no venv)
     + fallbacks: per fallback mirror, its PyPI index and wheel page
     + foreign: a directory that is not a venv is at ``prefix``
+    + cache: the lab cache's URL when the first attempt goes through it: the attempt runs
+      only when the cache answers, and the next (the mirror itself) follows when not
     """
     verdict = env_diff(pins, installed, foreign=foreign)
     if verdict.action == OK:
@@ -93,4 +97,6 @@ def venv(
         )
         for source in (PipSource(index_url, wheel_index), *(fallbacks or ()))
     ]
+    if cache:
+        attempts[0] = through_cache(attempts[0], cache)
     yield first_that_succeeds(attempts)

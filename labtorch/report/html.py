@@ -161,6 +161,8 @@ def _details(record: dict) -> str:
         _section("Probe failures", _list(probe["failures"])),
         _section("Probe notes", _list(probe["notes"])),
     ]
+    if record.get("notes"):
+        checks.append(_section("Deploy notes", _list(record["notes"])))
     if "envs" in record:
         parts = [*checks, _section("Envs with torch", _env_rows(record["envs"]))]
     else:

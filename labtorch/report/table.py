@@ -63,6 +63,6 @@ def render_table(report: dict) -> str:
     for record in report["hosts"]:
         if record["reason"]:
             lines.append(f"  {record['name']}: {record['reason']}")
-        for note in (record["probe"] or {}).get("notes", ()):
+        for note in (*(record["probe"] or {}).get("notes", ()), *(record.get("notes") or ())):
             lines.append(f"  {record['name']}: note: {note}")
     return "\n".join(lines)

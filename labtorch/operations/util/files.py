@@ -24,15 +24,23 @@ def move_aside(path: str) -> StringCommand:
 
 
 def replace_file(
-    path: str, text: str, existed: bool, has_backup: bool
+    path: str,
+    text: str,
+    existed: bool,
+    has_backup: bool,
+    check: Callable[[str], StringCommand] | None = None,
 ) -> Iterator[StringCommand | FileUploadCommand]:
     """Commands that replace ``path`` with ``text``: keep the user's original once, then upload
-    to a temporary file beside it and rename, so a reader never sees half a file."""
+    to a temporary file beside it and rename, so a reader never sees half a file. ``check``
+    gives a command run on the temporary file before the rename (``nginx -t -c``): when it
+    fails, the file in place is left as it was."""
     if existed and not has_backup:
         yield StringCommand("cp", "-p", QuoteString(path), QuoteString(path + BACKUP_SUFFIX))
     yield StringCommand("mkdir", "-p", QuoteString(posixpath.dirname(path) or "/"))
     temporary = f"{path}.labtorch-new"
     yield FileUploadCommand(StringIO(text), temporary)
+    if check is not None:
+        yield check(temporary)
     yield StringCommand("mv", "-f", QuoteString(temporary), QuoteString(path))
 
 
