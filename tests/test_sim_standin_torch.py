@@ -18,13 +18,16 @@ import pytest
 from labtorch.data.compat import ArchList, load_compat
 from labtorch_sim.mirror import start_mirror, stop_mirror
 from labtorch_sim.mirror_content import build_mirror_content, torch_build
-from labtorch_sim.standin_torch import PACKAGES, TorchBuild, payload
+from labtorch_sim.standin_torch import PACKAGES, SOURCE_DIR, TorchBuild, payload
 
 HOST_PYTHON = Path("/usr/bin/python3.11")
 needs_host_python = pytest.mark.skipif(
     not HOST_PYTHON.exists(), reason="the simulated hosts' /usr/bin/python3.11 is not here"
 )
 NO_KERNEL = "RuntimeError: CUDA error: no kernel image is available for execution on the device"
+UNSUPPORTED_PTX = (
+    "RuntimeError: CUDA error: the provided PTX was compiled with an unsupported toolc"
+)
 
 # What a probe asks: every answer, each GPU's matmul (or the error it raised), the warnings.
 PROBE = r"""
@@ -75,8 +78,18 @@ def gpu(name: str, capability: str, index: int = 0) -> dict:
     }
 
 
+# A real driver of each CUDA version the hosts below report (nvidia-smi's header).
+DRIVERS = {
+    "11.4": "470.256.02",
+    "12.2": "535.171.04",
+    "12.4": "550.54.14",
+    "12.8": "570.86.15",
+    "12.9": "575.57.08",
+}
+
+
 def host(cuda: str | None, *gpus: dict, loaded: bool = True, kernel: str | None = None) -> dict:
-    driver = "570.86.15" if loaded else None
+    driver = DRIVERS[cuda or "12.8"] if loaded else None
     return {
         "name": "lab01",
         "profile": "test",
@@ -97,6 +110,9 @@ HOSTS: dict[str, dict | None] = {
     "none": None,
     "ampere-12.4": host("12.4", RTX_3090),
     "ampere-12.2": host("12.2", RTX_3090),
+    "ampere-11.4": host("11.4", RTX_3090),
+    "hopper-12.2": host("12.2", H100),
+    "blackwell-12.9": host("12.9", RTX_5090),
     "blackwell-12.8": host("12.8", RTX_5090),
     "pascal-12.8": host("12.8", GTX_1080_TI),
     "hopper-12.8": host("12.8", H100),
@@ -117,6 +133,8 @@ BUILDS: dict[str, TorchBuild] = {
     "cu128-2.9": torch_build("2.9.1", "cu128", label=True, source="wheel"),
     "sass-8.0": _custom("8.0"),
     "ptx-8.0": _custom("8.0+PTX"),
+    "cu118-2.3": torch_build("2.3.1", "cu118", label=False, source="conda"),
+    "cuda13.0": TorchBuild("0.0.0+sim", "0.0.0+sim", "0.0.0+sim", "13.0", "9.13.0", None),
 }
 
 
@@ -163,7 +181,17 @@ def probe_site(site: Path, env: dict[str, str]) -> dict:
         ("cpu-2.9", "ampere-12.4", False, "AssertionError: Torch not compiled with CUDA enabled"),
         ("cu121-2.3", "ampere-12.4", True, 8.0),
         ("cu121-2.3", "blackwell-12.8", True, NO_KERNEL),
-        ("cu126-2.9", "ampere-12.2", False, "RuntimeError: The NVIDIA driver on your system is"),
+        # CUDA minor-version compatibility: a 12.x build on a 12.x driver >= 525.60.13 runs the
+        # GPUs it has SASS for; a GPU that needs its PTX cannot JIT it (error 222).
+        ("cu126-2.9", "ampere-12.2", True, 8.0),
+        ("cu128-2.9", "hopper-12.2", True, 8.0),
+        ("sass-8.0", "ampere-12.2", True, 8.0),
+        ("ptx-8.0", "hopper-12.2", True, UNSUPPORTED_PTX),
+        ("cu118-2.3", "ampere-11.4", True, 8.0),
+        # Another major never: a 12.x build on an 11.x driver, 13.0 on a 12.x driver.
+        ("cu121-2.3", "ampere-11.4", False, "RuntimeError: The NVIDIA driver on your system is"),
+        ("cu126-2.9", "ampere-11.4", False, "RuntimeError: The NVIDIA driver on your system is"),
+        ("cuda13.0", "blackwell-12.9", False, "RuntimeError: The NVIDIA driver on your system is"),
         ("cu126-2.9", "nvml-mismatch", False, "RuntimeError: Unexpected error from cudaGetDevi"),
         ("cu126-2.9", "none", False, "RuntimeError: Found no NVIDIA driver on your system"),
         ("cu126-2.9", "unloaded", False, "RuntimeError: Found no NVIDIA driver on your system"),
@@ -216,9 +244,36 @@ def test_a_gpu_without_kernels_is_named_in_a_warning_as_real_torch_does(
 def test_an_old_driver_warns_and_reports_its_cuda_version(
     sites: dict[str, Path], tmp_path: Path
 ) -> None:
-    result = probe_site(sites["cu126-2.9"], host_env(tmp_path, "ampere-12.2"))
+    result = probe_site(sites["cu126-2.9"], host_env(tmp_path, "ampere-11.4"))
     assert result["capability"].startswith("RuntimeError: The NVIDIA driver on your system is")
-    assert any("(found version 12020)" in warning for warning in result["warnings"])
+    assert any("(found version 11040)" in warning for warning in result["warnings"])
+
+
+def test_minor_version_compatibility_runs_quietly_and_reports_the_build(
+    sites: dict[str, Path], tmp_path: Path
+) -> None:
+    """Real torch neither warns nor hides the arch list when the driver is an older 12.x."""
+    result = probe_site(sites["cu128-2.9"], host_env(tmp_path, "ampere-12.2"))
+    assert (result["available"], result["cuda"], result["gpu"]) == (True, "12.8", [8.0])
+    assert result["arch"] == ["sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]
+    assert result["warnings"] == []
+
+
+def test_the_minor_compat_floor_is_the_standins_own_and_agrees_with_the_reference() -> None:
+    """The stand-in's floors are NVIDIA's (Table 1/2); labtorch/data's must say the same."""
+    text = (SOURCE_DIR / "torch" / "cuda.py").read_text()
+    assert "MINOR_COMPAT_FLOOR = {11: (450, 80, 2), 12: (525, 60, 13), 13: (580,)}" in text
+    assert "labtorch.data" not in text.replace("labtorch/data", "")
+    compat = load_compat()
+    floors = {
+        key: compat.cuda[key].minor_compat["linux"] for key in ("11.8", "12.1", "12.8", "13.0")
+    }
+    assert floors == {
+        "11.8": "450.80.02",
+        "12.1": "525.60.13",
+        "12.8": "525.60.13",
+        "13.0": "580",
+    }
 
 
 def test_cudnn_and_cuda_versions_come_from_the_build(

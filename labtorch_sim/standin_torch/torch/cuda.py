@@ -2,8 +2,12 @@
 
 A CPU build sees no GPU. A CUDA build sees the host's GPUs only when the driver is loaded, its
 kernel module matches the user-space driver (else CUDA init fails with error 803), and the
-driver's CUDA version is at least the build's. That last rule is kept strict for simplicity: real
-CUDA's minor-version compatibility lets many builds run on an older driver of the same major.
+driver runs the build's CUDA version: in full when the driver's CUDA version is at least the
+build's, else under CUDA minor-version compatibility (same CUDA major, the driver at least that
+major's floor in :data:`MINOR_COMPAT_FLOOR`), else CUDA init fails (error 35: torch's "driver is
+too old"). Under minor-version compatibility the driver cannot JIT-compile PTX made by the
+build's newer toolkit, so a GPU that only the build's PTX covers fails at its first kernel
+(``cudaErrorUnsupportedPtxVersion``, error 222), as real torch does.
 A GPU that is visible may still have no kernel in the build: then ``is_available()`` stays True
 and the first kernel launch fails, as in real torch.
 """
@@ -18,6 +22,13 @@ from torch._build import ARCH_LIST, CUDA
 from torch._host import Gpu, read_host
 
 NO_KERNEL_IMAGE = "CUDA error: no kernel image is available for execution on the device"
+UNSUPPORTED_PTX = "CUDA error: the provided PTX was compiled with an unsupported toolchain."
+# CUDA minor-version compatibility on Linux, the least driver per CUDA major: NVIDIA's CUDA
+# Compatibility guide, "Minor Version Compatibility", Table 1 (11.x: >= 450.80.02; 12.x: >= 525;
+# 13.x: >= 580), with the exact 12.x driver of the CUDA release notes' Table 2 (525.60.13) as uv
+# and light-the-torch quote it (shared/reference/torch-matrix.md section 2.1, sources S11-S14).
+# Kept here, not read from labtorch/data: the stand-in must not agree with a mistake there.
+MINOR_COMPAT_FLOOR = {11: (450, 80, 2), 12: (525, 60, 13), 13: (580,)}
 _NOT_COMPILED = "Torch not compiled with CUDA enabled"
 _NO_DRIVER = (
     "Found no NVIDIA driver on your system. Please check that you have an NVIDIA GPU and "
@@ -50,6 +61,7 @@ class _Init:
     gpus: tuple[Gpu, ...] = ()
     error: tuple[type[Exception], str] | None = None
     warn: bool = False
+    minor_compat: bool = False  # the driver runs the build only under minor-version compat
 
 
 @dataclass(frozen=True)
@@ -76,12 +88,23 @@ def _initialise() -> _Init:
     if host.kernel_driver != host.driver:
         return _Init(error=(RuntimeError, _MISMATCH), warn=True)
     major, minor = CUDA.split(".")
-    if host.cuda < (int(major), int(minor)):
+    minor_compat = host.cuda < (int(major), int(minor))
+    if minor_compat and not _runs_minor_compat(int(major), host.cuda, host.driver):
         found = _version_number(host.cuda)
         return _Init(error=(RuntimeError, _TOO_OLD.format(found=found)), warn=True)
     if not host.gpus:
         return _Init(error=(RuntimeError, _NO_DEVICE))
-    return _Init(gpus=host.gpus)
+    return _Init(gpus=host.gpus, minor_compat=minor_compat)
+
+
+def _driver_key(driver: str | None) -> tuple[int, ...]:
+    return tuple(int(part) for part in (driver or "0").split("."))
+
+
+def _runs_minor_compat(major: int, driver_cuda: tuple[int, int], driver: str | None) -> bool:
+    """A build of CUDA ``major``.x on an older driver: same major and at least the major's floor."""
+    floor = MINOR_COMPAT_FLOOR.get(major)
+    return driver_cuda[0] == major and floor is not None and _driver_key(driver) >= floor
 
 
 @cache
@@ -99,12 +122,15 @@ def _arch(prefix: str) -> list[tuple[int, int]]:
     return [(int(d[:-1]), int(d[-1])) for d in digits]
 
 
-def _has_kernel(capability: tuple[int, int]) -> bool:
-    """SASS for X.y runs on X.z when z >= y, never across majors; PTX is JIT-compiled upwards."""
+def _has_sass(capability: tuple[int, int]) -> bool:
+    """SASS for X.y runs on X.z when z >= y, never across majors."""
     major, minor = capability
-    if any(cc[0] == major and cc[1] <= minor for cc in _arch("sm_")):
-        return True
-    return any(cc <= capability for cc in _arch("compute_"))
+    return any(cc[0] == major and cc[1] <= minor for cc in _arch("sm_"))
+
+
+def _has_kernel(capability: tuple[int, int]) -> bool:
+    """SASS for the GPU, or PTX of an older architecture (JIT-compiled upwards)."""
+    return _has_sass(capability) or any(cc <= capability for cc in _arch("compute_"))
 
 
 @cache
@@ -145,8 +171,11 @@ def _gpu(device: object = None) -> Gpu:
 
 def launch_kernel(device: object) -> None:
     """Run a kernel on ``device``: fails when the build has no kernel for that GPU."""
-    if not _has_kernel(_gpu(device).capability):
+    capability = _gpu(device).capability
+    if not _has_kernel(capability):
         raise RuntimeError(NO_KERNEL_IMAGE)
+    if _init().minor_compat and not _has_sass(capability):
+        raise RuntimeError(UNSUPPORTED_PTX)
 
 
 def is_available() -> bool:
