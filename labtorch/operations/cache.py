@@ -73,7 +73,7 @@ def directories(wanted: list[tuple[str, str, str]], current: dict[str, tuple[str
     + wanted: ``(path, owner, mode)`` of each directory (mode in octal, as ``stat -c %a``)
     + current: ``{path: (owner, mode)}`` of those that exist, from the CacheHost fact
     """
-    missing = [entry for entry in wanted if current.get(entry[0]) != (entry[1], entry[2])]
+    missing = [(p, o, m) for p, o, m in wanted if tuple(current.get(p) or ()) != (o, m)]
     if not missing:
         host.noop("the cache's directories are there")
         return
