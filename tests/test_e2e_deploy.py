@@ -453,19 +453,22 @@ def test_every_download_went_to_the_mirror(lab_dir):
 
 
 def test_a_conda_host_without_conda_fails_alone_with_what_to_do(lab_dir, tmp_path):
-    """lab07 has no conda: asked to install with conda, it fails after its snapshot, saying
-    where conda was looked for and what to do; nothing changes and nothing is fetched. lab01,
-    with conda, in the same run, is untouched (and keeps the run going: pyinfra prints no
-    results when every host has failed)."""
+    """lab07 has no conda: asked to install with conda, with the Miniforge bootstrap off, it
+    fails after its snapshot, saying where conda was looked for and what to do; nothing changes
+    and nothing is fetched. lab01, with conda, in the same run, is untouched (and keeps the run
+    going: pyinfra prints no results when every host has failed)."""
     requests, files = len(read_log(lab.mirror_state_dir(lab_dir))), snapshot(lab_dir)
     status, results, counts, stderr = counted_deploy(
-        lab_dir, tmp_path, "--limit", "lab07", "--limit", "lab01", "--data", "torch_installer=conda"
-    )
+        lab_dir, tmp_path, "--limit", "lab07", "--limit", "lab01",
+        "--data", "torch_installer=conda", "--data", "torch_conda_bootstrap=False",
+    )  # fmt: skip
     assert status == 1 and results["failed_hosts"] == ["lab07"]
     assert changed_hosts(results) == set()
     reason = (
-        "no conda found (CONDA_EXE, PATH, /opt/conda, ~/miniconda3, ~/miniforge3); install "
-        "Miniconda or Miniforge, or set torch_installer = 'pip' for this host"
+        "no conda found (CONDA_EXE, PATH, /opt/conda, ~/miniconda3, ~/miniforge3) and "
+        "torch_conda_bootstrap is off: install Miniconda or Miniforge, set "
+        "torch_conda_bootstrap = True to have labtorch install Miniforge from the mirror, or set "
+        "torch_installer = 'pip' for this host"
     )
     assert f"[lab07] labtorch: {reason}" in stderr
     assert by_op(results, "error")["Find conda"] == ["lab07"]
