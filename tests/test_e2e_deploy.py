@@ -417,12 +417,13 @@ def test_pip_gpu_host_label_swap_converges(lab_dir, tmp_path):
 
 
 def test_a_blocked_mirror_falls_back_to_the_next_with_the_same_pins(lab_dir, tmp_path):
+    """The host's own solve (torch_lock = "off"); with locks: test_e2e_locks."""
     state = lab.mirror_state_dir(lab_dir)
     must(ssh(lab_dir, "lab01", "/opt/conda/bin/conda remove -n torch --all -y -q"))
     start = len(read_log(state))
     set_fault(state, "/anaconda/", "403")
     try:
-        _, results, _ = deploy(lab_dir)
+        _, results, _ = deploy(lab_dir, "--data", "torch_lock=off")
     finally:
         set_fault(state, "/anaconda/", None)
     assert changed_hosts(results) == {"lab01"}

@@ -32,7 +32,7 @@ from labhelpers import deploy as run_deploy
 from labtorch.locking.solve import USER_AGENT
 from labtorch.rules.locks import INDEX_FILE
 from labtorch_sim import STATE_DIR_ENV, fakedriver, lab
-from labtorch_sim.mirror import read_log
+from labtorch_sim.mirror import read_log, set_fault
 from labtorch_sim.profiles import load_profiles
 
 CONDA_ENV = "/opt/conda/envs/torch"
@@ -325,4 +325,30 @@ def test_e_a_driver_upgrade_on_one_host_relocks_only_its_new_class(lab_dir, tmp_
     assert [e["path"] for e in host_requests if is_index(e) or is_controller(e)] == []
     assert {(n, d) for _, n, d in held(lab_dir, "lab06")} == set(
         lock_files(lab_dir, after_classes[new_class]).items()
+    )
+
+
+def test_f_a_blocked_mirror_installs_the_same_files_from_the_fallback(lab_dir):
+    """TUNA's 403 on the first mirror: the host installs its lock's files from the fallback, at
+    the same relative path, checked by the same hashes, still reading no index."""
+    state = lab.mirror_state_dir(lab_dir)
+    classes = index(lab_dir)
+    record = next(r for r in classes.values() if "lab01" in r["hosts"])
+    must = ssh(lab_dir, "lab01", "/opt/conda/bin/conda remove -n torch --all -y -q && "
+                                 "rm -rf /opt/conda/pkgs/*")  # fmt: skip
+    assert must.returncode == 0, must.stderr
+    start = len(read_log(state))
+    set_fault(state, "/anaconda/", "403")
+    try:
+        deploy(lab_dir, "--limit", "lab01")
+    finally:
+        set_fault(state, "/anaconda/", None)
+    log = read_log(state)[start:]
+    assert [e["path"] for e in log if is_index(e) or is_controller(e)] == []
+    assert {e["status"] for e in log if e["path"].startswith("/anaconda/")} == {403}
+    served = {unquote(e["path"].rsplit("/", 1)[-1]) for e in log if e["status"] == 200}
+    assert served == set(lock_files(lab_dir, record))
+    assert all(e["path"].startswith("/fallback/anaconda/") for e in log if e["status"] == 200)
+    assert {(n, d) for _, n, d in held(lab_dir, "lab01")} == set(
+        lock_files(lab_dir, record).items()
     )

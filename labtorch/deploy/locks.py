@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from pyinfra import host, logger
@@ -32,6 +33,8 @@ from labtorch.operations import locked
 from labtorch.rules.envdiff import EnvDiff
 from labtorch.rules.fallback import usable_fallbacks
 from labtorch.rules.locks import (
+    INDEX_FILE,
+    LockedPackage,
     LockEntry,
     LockError,
     hash_kind,
@@ -65,15 +68,31 @@ class LockUse:
     entry: LockEntry
     kind: str
 
-    @property
-    def packages(self):
+    @cached_property
+    def packages(self) -> list[LockedPackage]:
         return self.entry.packages_for(self.kind)
+
+
+# The lock directory as last read, by the index's path and stamp: each host of a run looks its
+# class up there, and the files are parsed and checked once, not once per host.
+_read_cache: dict[Path, tuple[tuple[int, int], dict[str, LockEntry]]] = {}
 
 
 def _read(directory: Path) -> dict[str, LockEntry]:
     from labtorch.locking import store
 
-    return store.read(directory)
+    index = directory / INDEX_FILE
+    try:
+        stat = index.stat()
+        stamp = (stat.st_mtime_ns, stat.st_size)
+    except OSError:
+        return {}
+    cached = _read_cache.get(index)
+    if cached and cached[0] == stamp:
+        return cached[1]
+    entries = store.read(directory)
+    _read_cache[index] = (stamp, entries)
+    return entries
 
 
 def _class_lock(lock_id: str) -> threading.Lock:
@@ -181,9 +200,15 @@ def diff(use: LockUse, host_state: HostState, plan: Plan, fallbacks: list[Plan])
 
 
 def install(
-    use: LockUse, host_state: HostState, plan: Plan, fallbacks: list[Plan], python: str = "python3"
+    use: LockUse,
+    host_state: HostState,
+    plan: Plan,
+    fallbacks: list[Plan],
+    python: str = "python3",
+    cache: str | None = None,
 ) -> None:
-    """Install the env from its lock (an operation that does nothing when it matches)."""
+    """Install the env from its lock (an operation that does nothing when it matches); through
+    the lab cache at ``cache`` while it answers."""
     entry, packages = use.entry, use.packages
     bases = fallback_bases(plan, fallbacks)
     foreign = host_state.env_is_foreign(plan.installer)
@@ -192,14 +217,14 @@ def install(
             name="Install torch into the venv",
             python=python, prefix=host_state.env_path, lock_id=entry.id, lock=entry.lock,
             packages=packages, installed=host_state.env_packages, fallbacks=bases,
-            foreign=foreign,
+            foreign=foreign, cache=cache,
         )  # fmt: skip
     else:
         locked.conda_env(
             name="Install torch into the conda env",
             conda=host_state.conda_exe, prefix=host_state.env_path, lock_id=entry.id,
             lock=entry.lock, packages=packages, kind=use.kind,
-            installed=host_state.env_packages, fallbacks=bases, foreign=foreign,
+            installed=host_state.env_packages, fallbacks=bases, foreign=foreign, cache=cache,
         )  # fmt: skip
 
 
