@@ -15,9 +15,13 @@ torch_installer = "conda"
 # "cpu" or a CUDA variant such as "cu121" fixes it (the host fails if it cannot run it).
 torch_variant = "auto"
 
+# "auto" (default): "strict" when a build the driver supports in full has kernels for every GPU;
+# otherwise the newest build the driver runs under CUDA minor-version compatibility with SASS for
+# every GPU (no PTX JIT, which minor compatibility cannot do), with a warning that names the
+# driver needed for full support; otherwise the CPU build or a refusal, as "strict" decides.
 # "strict": the driver's CUDA version must be at least the build's; "minor": CUDA minor-version
 # compatibility (a 12.x build on any driver >= 525.60.13, with a limited feature set).
-torch_driver_policy = "strict"
+torch_driver_policy = "auto"
 
 # The env's Python, e.g. "3.11"; None: the newest the release supports (conda), or the host's
 # python3 (pip).

@@ -188,11 +188,17 @@ def assert_noop_rerun(lab_dir: Path, tmp_path: Path, *extra: str) -> dict:
     return results
 
 
-# lab08's driver is not loaded: no plan. lab06 (driver 515, CUDA 11.7) is on the pytorch
-# channel, whose builds of 2.3.1 need CUDA 11.8 at least: it gets the CPU build, which the probe
-# fails on a GPU host, with the driver it needs. lab03 (Volta, CUDA 12.2) is on the pytorch
-# channel too, and gets cu121.
-FAILED = ["lab06", "lab08"]
+# lab08's driver is not loaded: no plan. lab06 (A10G, driver 515, CUDA 11.7) is on the pytorch
+# channel, whose builds of 2.3.1 need CUDA 11.8 at least: under the default driver policy
+# ("auto") it gets cu118 through CUDA minor-version compatibility (11.x on a driver >= 450.80.02;
+# the build has sm_86 SASS for the A10G), with a warning that names the driver for full support;
+# under "strict" it gets the CPU build, which the probe fails (the last test). lab03 (Volta,
+# CUDA 12.2) is on the pytorch channel too, and gets cu121.
+FAILED = ["lab08"]
+MINOR_COMPAT_WARNING = (
+    "driver 515.105.01 (CUDA 11.7) runs cu118 only through CUDA minor-version compatibility, "
+    "with a limited feature set; for full support install driver 520.61.05 or newer (CUDA 11.8)"
+)
 
 
 def test_first_run_converges_every_plannable_host(lab_dir):
@@ -200,19 +206,25 @@ def test_first_run_converges_every_plannable_host(lab_dir):
     assert status == 1
     assert sorted(results["failed_hosts"]) == FAILED
     assert "driver-not-loaded" in stderr and "modprobe nvidia" in stderr
-    assert "lab06: a CPU build on a host with 1 GPU(s): upgrade the NVIDIA driver" in stderr
+    report = {h["name"]: h for h in json.loads((lab_dir / "report.json").read_text())["hosts"]}
+    assert report["lab06"]["status"] == "ok"
+    assert report["lab06"]["plan"]["variant"] == "cu118"
+    assert report["lab06"]["plan"]["warnings"] == [MINOR_COMPAT_WARNING]
+    assert not [name for name, r in report.items() if name != "lab06" and r["plan"]
+                and "minor-version" in " ".join(r["plan"]["warnings"])]  # fmt: skip
     changes = by_op(results, "success")
     assert changes["Install torch into the conda env"] == CONDA_HOSTS
     assert changes["Install torch into the venv"] == ["lab07"]
     assert changes["Point conda at the mirror"] == CONDA_HOSTS
     assert by_op(results, "error")["Plan PyTorch"] == ["lab08"]
-    assert by_op(results, "error")["Prove torch works"] == ["lab06"]
+    assert by_op(results, "error")["Prove torch works"] == []
     assert by_op(results, "no_change")["Prove torch works"] == [
         "lab01",
         "lab02",
         "lab03",
         "lab04",
         "lab05",
+        "lab06",
         "lab07",
     ]
 
@@ -223,6 +235,7 @@ def test_first_run_converges_every_plannable_host(lab_dir):
         ("lab01", "/opt/conda/envs/torch/bin/python", "2.7.1 12.6 True"),  # H100, driver 570
         ("lab04", "/opt/conda/envs/torch/bin/python", "2.7.1 12.6 True"),  # Pascal gets cu126
         ("lab03", "/opt/conda/envs/torch/bin/python", "2.3.1 12.1 True"),  # pytorch channel
+        ("lab06", "/opt/conda/envs/torch/bin/python", "2.3.1 11.8 True"),  # minor-version compat
         ("lab07", "/opt/labtorch/venvs/torch/bin/python", "2.9.1+cpu None False"),
     ],
 )
@@ -539,3 +552,24 @@ def test_bad_setting_stops_before_any_host_is_touched(lab_dir):
     assert results is None or changed_hosts(results) == set()
     assert "torch_variant" in stderr and "must look like auto, cpu or cu121" in stderr
     assert len(read_log(lab.mirror_state_dir(lab_dir))) == before
+
+
+def test_strict_driver_policy_gives_lab06_the_cpu_build_and_the_default_repairs_it(
+    lab_dir, tmp_path
+):
+    """With torch_driver_policy=strict, lab06's driver (CUDA 11.7) runs no 2.3.1 CUDA build in
+    full: it gets the CPU build, which the probe fails on a GPU host, naming the driver it needs.
+    The next run, on the default policy, puts cu118 back; the run after changes nothing."""
+    status, results, stderr = deploy(
+        lab_dir, "--limit", "lab06", "--data", "torch_driver_policy=strict"
+    )
+    assert status == 1 and results["failed_hosts"] == ["lab06"]
+    assert "lab06: a CPU build on a host with 1 GPU(s): upgrade the NVIDIA driver" in stderr
+    assert by_op(results, "error")["Prove torch works"] == ["lab06"]
+    probe = "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.is_available())"
+    python = "/opt/conda/envs/torch/bin/python"
+    assert must(ssh(lab_dir, "lab06", f"{python} -c '{probe}'")).strip() == "2.3.1 None False"
+    status, results, _ = deploy(lab_dir, "--limit", "lab06")
+    assert status == 0 and changed_hosts(results) == {"lab06"}
+    assert must(ssh(lab_dir, "lab06", f"{python} -c '{probe}'")).strip() == "2.3.1 11.8 True"
+    assert_noop_rerun(lab_dir, tmp_path, "--limit", "lab06")

@@ -194,7 +194,7 @@ class Settings:
     release: str = "2.3.1"
     installer: str = "conda"
     variant: str = AUTO
-    driver_policy: str = "strict"
+    driver_policy: str = "auto"
     python: str | None = None
     env: str = "torch"
     conda_channel: str = AUTO
