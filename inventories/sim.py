@@ -13,7 +13,8 @@ the groups ``pytorch_channel``, ``conda_forge`` and ``pip`` name them (``--limit
   ``torch_release`` here). Hosts whose driver is too old for conda-forge's 2.7.1 builds (Volta on
   535 gets cu121; the A10G on 515 shows why it gets no CUDA build), the RTX 3090 on 525 (cu118)
   and a GPU-less host with conda (the CPU build with ``cpuonly``).
-- ``conda_forge``: conda-forge's pytorch 2.7.1, on the other hosts with conda.
+- ``conda_forge``: conda-forge's pytorch 2.7.1, on the other hosts with conda, and on the GPU
+  host without conda (``bare-l40s``), to which the first converge gives Miniforge from the mirror.
 - ``pip``: the 2.9.1 wheels in a venv, on hosts without conda.
 """
 
@@ -23,6 +24,9 @@ from labtorch_sim.lab import HostStatus, status
 
 # Profiles whose hosts take the pytorch channel (labtorch_sim/data/profiles.yaml).
 PYTORCH_CHANNEL_PROFILES = frozenset({"volta", "old-driver", "ampere-525", "cpu-conda"})
+# Profiles of GPU hosts without conda that take the conda route all the same: the deploy installs
+# Miniforge from the lab's mirror first (torch_conda_bootstrap).
+BOOTSTRAP_PROFILES = frozenset({"bare-l40s"})
 # The settings of each route; the pytorch channel keeps labtorch's default release.
 ROUTES = {
     "pytorch_channel": {"torch_installer": "conda", "torch_conda_channel": "pytorch"},
@@ -60,6 +64,8 @@ def _lab_settings() -> dict:
 
 
 def _route(host: HostStatus) -> str:
+    if host.profile in BOOTSTRAP_PROFILES:
+        return "conda_forge"
     if host.profile in PYTORCH_CHANNEL_PROFILES and host.conda:
         return "pytorch_channel"
     return "conda_forge" if host.conda else "pip"

@@ -88,10 +88,12 @@ class CondaPackage:
         return record
 
 
-def _tar_member(tar: tarfile.TarFile, path: str, data: bytes, executable: bool = False) -> None:
+def _tar_member(
+    tar: tarfile.TarFile, path: str, data: bytes, executable: bool = False, mtime: int | None = None
+) -> None:
     info = tarfile.TarInfo(path)
     info.size = len(data)
-    info.mtime = TIMESTAMP_MS // 1000
+    info.mtime = TIMESTAMP_MS // 1000 if mtime is None else mtime
     info.mode = 0o755 if executable else 0o644
     tar.addfile(info, io.BytesIO(data))
 
@@ -117,12 +119,24 @@ def _info_files(package: CondaPackage) -> dict[str, bytes]:
     }
 
 
-def _tar(files: Mapping[str, bytes], executables: frozenset[str], mode: str) -> bytes:
+def _tar(
+    files: Mapping[str, bytes], executables: frozenset[str], mode: str, mtime: int | None = None
+) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode=mode) as tar:  # type: ignore[call-overload]
         for path, data in files.items():
-            _tar_member(tar, path, data, executable=path in executables)
+            _tar_member(tar, path, data, executable=path in executables, mtime=mtime)
     return buffer.getvalue()
+
+
+def file_mtime(package: CondaPackage) -> int:
+    """The time of the files of ``package``: fixed, but its own. Python trusts a cached .pyc
+    whose source has the recorded mtime and size; with one time for every package, a module of
+    another build that happens to have the same size (torchaudio's ``_build.py`` of 2.3.1 cu121
+    and of 2.7.1 cu126) would run the other build's stale bytecode after a switch, which no real
+    package does (real builds are made at different times)."""
+    digest = hashlib.sha256(package.dist.encode()).digest()
+    return TIMESTAMP_MS // 1000 + int.from_bytes(digest[:4], "big") % 10_000_000
 
 
 def zstd_stored(data: bytes) -> bytes:
@@ -143,10 +157,12 @@ def build_package(package: CondaPackage) -> bytes:
     info = _info_files(package)
     payload = dict(sorted(package.files.items()))
     if package.extension == TAR_BZ2:
-        return _tar({**info, **payload}, package.executables, "w:bz2")
+        return _tar({**info, **payload}, package.executables, "w:bz2", file_mtime(package))
     members = {
         "metadata.json": json.dumps({"conda_pkg_format_version": 2}).encode(),
-        f"pkg-{package.dist}.tar.zst": zstd_stored(_tar(payload, package.executables, "w")),
+        f"pkg-{package.dist}.tar.zst": zstd_stored(
+            _tar(payload, package.executables, "w", file_mtime(package))
+        ),
         f"info-{package.dist}.tar.zst": zstd_stored(_tar(info, frozenset(), "w")),
     }
     buffer = io.BytesIO()

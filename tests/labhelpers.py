@@ -20,7 +20,7 @@ PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 
 @contextmanager
 def running_lab(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
-    """The 8 default hosts in a state directory of their own, for one test module (needs root)."""
+    """The default hosts (9) in a state directory of their own, for one test module (needs root)."""
     if os.geteuid() != 0:
         pytest.skip("the simulated lab needs root")
     state_dir = tmp_path_factory.mktemp(name)

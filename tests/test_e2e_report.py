@@ -19,7 +19,7 @@ from labhelpers import deploy as run_deploy
 from labtorch.cli.report import add_report_parser
 from labtorch.facts.env_discovery import audit_command, parse_audit
 
-HOSTS = [f"lab0{i}" for i in range(1, 9)]
+HOSTS = [f"lab0{i}" for i in range(1, 10)]
 CPU_BUILD = (
     "CONDA_OVERRIDE_CUDA= /opt/conda/bin/conda install -p /opt/conda/envs/torch -y -q "
     "--override-channels -c conda-forge 'pytorch=2.7.1=cpu_*'"

@@ -29,7 +29,7 @@ FINGERPRINT = (
     "ls -la --time-style=+%s /opt/conda/envs/torch/conda-meta /opt/labtorch/venvs/torch/lib/*/"
     "site-packages 2>/dev/null | sha256sum"
 )
-HOSTS = [f"lab0{i}" for i in range(1, 9)]
+HOSTS = [f"lab0{i}" for i in range(1, 10)]
 
 
 @pytest.fixture(scope="module")

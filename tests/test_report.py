@@ -18,7 +18,7 @@ import pytest
 from labtorch.cli.report import AuditError, _in_limit, audit
 from labtorch.data.compat import load_compat
 from labtorch.data.mirrors import load_catalog
-from labtorch.facts.env_discovery import AUDIT_MARK, ENV_MARK, audit_command
+from labtorch.facts.env_discovery import AUDIT_MARK, ENV_MARK, HISTORY_MARK, audit_command
 from labtorch.facts.host_state import HostState, parse_host_state
 from labtorch.facts.nvidia_smi import parse_nvidia_smi
 from labtorch.facts.probe_script import MARK as PROBE_MARK
@@ -240,6 +240,7 @@ def test_audit_fact_parses_each_env_and_the_host():
         "@@labtorch nvidia-smi-status 0",
         AUDIT_MARK,
         f"{ENV_MARK} conda /opt/conda/envs/my env",
+        f"{HISTORY_MARK} 3",
         "UserWarning: something on stderr",
         PROBE_MARK + '{"packages": {"torch": {"version": "2.7.1"}}}',
         f"{ENV_MARK} venv /srv/broken",
@@ -254,12 +255,14 @@ def test_audit_fact_parses_each_env_and_the_host():
             "kind": "conda",
             "probe": {"packages": {"torch": {"version": "2.7.1"}}},
             "error": None,
+            "history": 3,
         },
         {
             "prefix": "/srv/broken",
             "kind": "venv",
             "probe": None,
             "error": "Illegal instruction (core dumped)",
+            "history": 0,
         },
     ]
 

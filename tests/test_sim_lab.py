@@ -3,7 +3,7 @@ status, idempotent up, the pyinfra inventory, a clean down, profile validation, 
 back as it went down (same hosts, disks, ports and mirror URL; ``--fresh`` to start over).
 
 The lab tests need root and openssh-server (CI runs them as root); they bring up the default
-lab of 8 hosts, one per profile, in a temporary state directory under /tmp.
+lab of 9 hosts, one per profile, in a temporary state directory under /tmp.
 """
 
 from __future__ import annotations
@@ -323,7 +323,8 @@ def test_inventory_puts_each_host_on_its_route(lab_dir, hosts):
         assert data["torch_variant"] == ("cpu" if hosts[name].group == "cpu" else "auto"), name
     assert on_route == {
         "pytorch_channel": ["lab03", "lab06"],
-        "conda_forge": ["lab01", "lab02", "lab04", "lab05", "lab08"],
+        # lab09 has no conda: the deploy gives it Miniforge, then the conda-forge route.
+        "conda_forge": ["lab01", "lab02", "lab04", "lab05", "lab08", "lab09"],
         "pip": ["lab07"],
     }
 

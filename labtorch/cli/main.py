@@ -11,6 +11,7 @@ from labtorch.cli.lock import add_lock_parser
 from labtorch.cli.mirrors import add_mirrors_parser
 from labtorch.cli.plan import EXIT_BAD_INPUT, InputError, add_plan_parser
 from labtorch.cli.report import add_report_parser
+from labtorch.cli.rollback import add_rollback_parser
 from labtorch.data.files import DataError
 from labtorch.rules.model import RequestError
 
@@ -20,6 +21,7 @@ _BUILT_IN = {
     "report": add_report_parser,
     "mirrors": add_mirrors_parser,
     "lock": add_lock_parser,
+    "rollback": add_rollback_parser,
 }
 
 

@@ -19,6 +19,7 @@ from pyinfra.api.inventory import Inventory
 from labtorch.data.compat import load_compat
 from labtorch.data.mirrors import Mirror, MirrorCatalog
 from labtorch.deploy import bootstrap as conda_bootstrap
+from labtorch.deploy import history as env_history
 from labtorch.deploy import lab_cache, locks
 from labtorch.deploy.inputs import (
     catalog_for,
@@ -289,6 +290,7 @@ def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
     if locked:
         diff = locks.diff(locked, host_state, plan, fallbacks)
     lock = _lock_if_changing(host_state, settings, plan, mirror, catalog, diff)
+    env_history.record_before_change(host_state, settings, diff, plan)
     if settings.installer == "conda":
         _conda_steps(
             host_state,

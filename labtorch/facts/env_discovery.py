@@ -6,11 +6,14 @@ Used by ``labtorch report``, which has no plan: it finds each conda root, its ``
 
 from __future__ import annotations
 
+from labtorch.facts.history_script import DIRECTORY as HISTORY_DIR
 from labtorch.facts.host_state import CONDA_CANDIDATES, host_state_script, parse_host_state
 from labtorch.facts.probe_output import PROBE_SOURCE, probe_result
 
 AUDIT_MARK = "@@labtorch-audit"
 ENV_MARK = "@@labtorch-env"
+# How many past states the env's history keeps (labtorch.facts.history_script).
+HISTORY_MARK = "@@labtorch-env-history"
 _PROBE_END = "LABTORCH_PROBE_END"
 # Where venvs are looked for, and how deep: a bounded walk, so the audit stays fast.
 VENV_ROOTS = ("/opt", "/srv", "/root", "/home/*")
@@ -38,6 +41,7 @@ while read -r kind p; do
   set -- "$p"/lib/python3*/site-packages/torch/__init__.py
   if [ -f "$1" ] && [ -x "$p/bin/python" ]; then
     echo "{ENV_MARK} $kind $p"
+    echo "{HISTORY_MARK} $(ls "$p/{HISTORY_DIR}" 2>/dev/null | grep -c '^[0-9]*[.]json$')"
     "$p/bin/python" -c "$probe" </dev/null 2>&1
   fi
 done"""
@@ -57,15 +61,25 @@ def audit_command() -> str:
 
 
 def _env(header: str, lines: list[str]) -> dict:
-    """One env from its marker line and what its python printed."""
+    """One env from its marker line, the size of its history, and what its python printed."""
     kind, prefix = header[len(ENV_MARK) + 1 :].split(" ", 1)
+    counts = [line for line in lines if line.startswith(HISTORY_MARK + " ")]
+    lines = [line for line in lines if not line.startswith(HISTORY_MARK + " ")]
+    count = counts[0][len(HISTORY_MARK) + 1 :].strip() if counts else "0"
+    history = int(count) if count.isdigit() else 0
     try:
         probe = probe_result(lines)
     except ValueError as exc:
-        return {"prefix": prefix, "kind": kind, "probe": None, "error": str(exc)}
+        return {
+            "prefix": prefix,
+            "kind": kind,
+            "probe": None,
+            "error": str(exc),
+            "history": history,
+        }
     printed = [line.strip() for line in lines if line.strip()]
     error = None if probe or not printed else printed[-1]
-    return {"prefix": prefix, "kind": kind, "probe": probe, "error": error}
+    return {"prefix": prefix, "kind": kind, "probe": probe, "error": error, "history": history}
 
 
 def parse_envs(lines: list[str]) -> list[dict]:

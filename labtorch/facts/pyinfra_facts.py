@@ -16,6 +16,7 @@ from labtorch.facts.cache_host import (
     upstream_log_script,
 )
 from labtorch.facts.env_discovery import audit_command, parse_audit
+from labtorch.facts.env_history import parse_rollback_state, rollback_state_script
 from labtorch.facts.host_state import HostState, host_state_script, parse_host_state
 from labtorch.facts.probe_output import PROBE_SOURCE, probe_result
 
@@ -55,6 +56,36 @@ class LabHost(FactBase[HostState]):
     def process(self, output: list[str]) -> HostState:
         try:
             return parse_host_state(output)
+        except ValueError as exc:
+            raise FactProcessError(str(exc)) from exc
+
+
+class RollbackState(FactBase[tuple[HostState, list[dict]] | None]):
+    """
+    What the LabHost fact reads, and every state the env's history keeps (``labtorch rollback``),
+    in one command. Same arguments as LabHost.
+    """
+
+    @override
+    @staticmethod
+    def default() -> None:
+        return None
+
+    @override
+    def command(
+        self,
+        installer: str = "conda",
+        env: str = "torch",
+        condarc_scope: str = "auto",
+        venv_root: str = "/opt/labtorch/venvs",
+        pip_scope: str = "env",
+    ) -> str:
+        return rollback_state_script(installer, env, condarc_scope, venv_root, pip_scope)
+
+    @override
+    def process(self, output: list[str]) -> tuple[HostState, list[dict]]:
+        try:
+            return parse_rollback_state(output)
         except ValueError as exc:
             raise FactProcessError(str(exc)) from exc
 

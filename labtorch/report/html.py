@@ -136,6 +136,7 @@ def _env_rows(envs: list[dict]) -> str:
         [
             f"<code>{_e(env['prefix'])}</code>",
             _e(env["kind"]),
+            _e(env.get("history", 0)),
             _e(env["python"]),
             _e(env["variant"]),
             _installed(env["installed"]),
@@ -147,7 +148,8 @@ def _env_rows(envs: list[dict]) -> str:
         ]
         for env in envs
     ]
-    head = ["env", "kind", "python", "variant", "installed", "devices", "provenance", "probe"]
+    head = ["env", "kind", "states kept", "python", "variant", "installed", "devices"]
+    head += ["provenance", "probe"]
     return _table(head, rows, "envs")
 
 

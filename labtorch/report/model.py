@@ -149,6 +149,8 @@ def env_record(env: dict, gpus: int) -> dict:
         "installed": _installed(probe),
         "provenance": _provenance(probe),
         "probe": asdict(judge_env(probe, gpus, env.get("error"))),
+        # How many past states the env keeps for `labtorch rollback`.
+        "history": env.get("history", 0),
     }
 
 

@@ -18,7 +18,9 @@ def _gpu_summary(record: dict) -> str:
 
 def _env_build(env: dict) -> str:
     torch = (env["installed"] or {}).get("torch") or "-"
-    return f"{torch} ({env['variant'] or '-'})"
+    kept = env.get("history") or 0
+    history = f"; {kept} state{'s' if kept != 1 else ''} to roll back to" if kept else ""
+    return f"{torch} ({env['variant'] or '-'}{history})"
 
 
 def _build(record: dict) -> str:

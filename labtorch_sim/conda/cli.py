@@ -35,7 +35,7 @@ def _target() -> argparse.ArgumentParser:
 
 def _add_install_parser(
     sub: argparse._SubParsersAction, name: str, parents: list, func: Command
-) -> None:
+) -> argparse.ArgumentParser:
     parser = sub.add_parser(name, parents=parents)
     parser.add_argument("specs", nargs="*")
     parser.add_argument("-c", "--channel", action="append", default=[])
@@ -45,6 +45,7 @@ def _add_install_parser(
     parser.add_argument("-d", "--dry-run", action="store_true")
     parser.add_argument("--solver", help="accepted for compatibility; rattler solves")
     parser.set_defaults(func=func)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,7 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-V", "--version", action="version", version=f"conda {CONDA_VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_install_parser(sub, "create", [common, target], install.run_create)
-    _add_install_parser(sub, "install", [common, target], install.run_install)
+    installer = _add_install_parser(sub, "install", [common, target], install.run_install)
+    installer.add_argument("--revision", type=int, metavar="REVISION")
 
     removal = sub.add_parser("remove", aliases=["uninstall"], parents=[common, target])
     removal.add_argument("packages", nargs="*")
@@ -68,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     lister = sub.add_parser("list", parents=[common, target])
     lister.add_argument("regex", nargs="?")
     lister.add_argument("-e", "--explicit", action="store_true")
+    lister.add_argument("-r", "--revisions", action="store_true")
     hashes = lister.add_mutually_exclusive_group()
     hashes.add_argument("--md5", action="store_true")
     hashes.add_argument("--sha256", action="store_true")

@@ -16,6 +16,7 @@ from rattler.exceptions import InvalidMatchSpecError
 
 from labtorch_sim.conda import explicit, history, output, prefixes
 from labtorch_sim.conda.channels import Channel
+from labtorch_sim.conda.commands import revisions
 from labtorch_sim.conda.context import Context
 from labtorch_sim.conda.errors import (
     ArgumentError,
@@ -48,7 +49,12 @@ async def _apply(context: Context, args: argparse.Namespace, create: bool) -> in
         prefixes.require_environment(prefix)
     installed = [] if create else prefixes.installed(prefix)
     lines = _read_files(args.file)
-    if explicit.is_explicit(lines):
+    if getattr(args, "revision", None) is not None:
+        revisions.check_arguments(args)
+        transaction, specs = await revisions.reverted(
+            context, args, prefix, installed, channels(context, args)
+        )
+    elif explicit.is_explicit(lines):
         transaction, specs = await _explicit(context, prefix, lines, installed)
     else:
         specs = [*args.specs, *_spec_lines(lines)]

@@ -8,6 +8,7 @@ import re
 import rattler
 
 from labtorch_sim.conda import CONDA_VERSION, PLATFORM, output, prefixes
+from labtorch_sim.conda.commands import revisions
 from labtorch_sim.conda.context import Context
 from labtorch_sim.conda.records import from_rattler, list_entry
 
@@ -21,6 +22,8 @@ _EXPLICIT_HEADER = (
 
 
 def run(context: Context, args: argparse.Namespace) -> int:
+    if args.revisions:
+        return revisions.run_list(context, args)
     prefix = prefixes.target_prefix(context, args.name, args.prefix)
     prefixes.require_environment(prefix)
     records = prefixes.installed(prefix)
