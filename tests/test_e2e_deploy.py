@@ -1,6 +1,6 @@
 """The deploy end to end: the real pyinfra CLI over real SSH against the simulated lab.
 
-One lab of the 8 default profiles is brought up for the module; the tests run in order: the
+One lab of the 9 default profiles is brought up for the module; the tests run in order: the
 first run converges every host the rules can plan and fails the others alone; the second run
 changes nothing; each drift, made on one host, is repaired on that host alone; the user's own
 condarc keys and other envs survive; every download went to the lab's mirror.
@@ -31,7 +31,8 @@ from labhelpers import deploy as run_deploy
 from labtorch_sim import STATE_DIR_ENV, lab
 from labtorch_sim.mirror import read_log, set_fault
 
-CONDA_HOSTS = ["lab01", "lab02", "lab03", "lab04", "lab05", "lab06"]
+# lab09 has no conda: the first converge gives it Miniforge from the lab's mirror.
+CONDA_HOSTS = ["lab01", "lab02", "lab03", "lab04", "lab05", "lab06", "lab09"]
 USER_CONDARC = "envs_dirs: [/data/envs]\ncustom_channels:\n  bioconda: https://bio.example/cloud\n"
 COUNTER = REPO / "bench" / "count_commands.py"
 # Each SSH session that runs a command appends a line on the host (sshd runs ~/.ssh/rc first).
@@ -213,6 +214,7 @@ def test_first_run_converges_every_plannable_host(lab_dir):
     assert not [name for name, r in report.items() if name != "lab06" and r["plan"]
                 and "minor-version" in " ".join(r["plan"]["warnings"])]  # fmt: skip
     changes = by_op(results, "success")
+    assert changes["Install Miniforge from the mirror"] == ["lab09"]
     assert changes["Install torch into the conda env"] == CONDA_HOSTS
     assert changes["Install torch into the venv"] == ["lab07"]
     assert changes["Point conda at the mirror"] == CONDA_HOSTS
@@ -226,6 +228,7 @@ def test_first_run_converges_every_plannable_host(lab_dir):
         "lab05",
         "lab06",
         "lab07",
+        "lab09",
     ]
 
 
