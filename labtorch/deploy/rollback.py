@@ -148,7 +148,9 @@ class RollbackRun:
 
     def results(self) -> list[dict]:
         limit = self.state.limit_hosts if self.state else None
-        targets = list(limit) if isinstance(limit, list) and limit else list(self.state.inventory)
+        limited = {target.name for target in limit} if isinstance(limit, list) and limit else None
+        # In the inventory's order, whatever the order of --limit.
+        targets = [t for t in self.state.inventory if limited is None or t.name in limited]
         return [
             host_result(target.name, self.hosts.get(target.name), self.state, target)
             for target in targets
