@@ -189,14 +189,26 @@ def test_the_cache_listens_only_where_it_is_told():
 def test_every_location_of_the_cache_allows_get_and_head_only():
     text = lab_config()
     front = text[text.index("# The cache, where the hosts install from.") :]
-    locations = [b for b in blocks(front, "location ") if not b.strip().startswith("location / ")]
-    assert locations
-    for location in locations:
+    locations = blocks(front, "location ")
+    refusals = [b for b in locations if b.splitlines()[1].strip() == "deny all;"]
+    serving = [b for b in locations if b not in refusals]
+    assert serving
+    for location in serving:
         assert "limit_except GET { deny all; }" in location.splitlines()[1], location
         assert "return " not in location  # it would answer before limit_except acts
-    (catch_all,) = [b for b in blocks(front, "location / ")]
-    assert "deny all;" in catch_all
+    assert any(b.startswith("        location / {") for b in refusals)  # outside the layout
     assert "autoindex off;" in front and "autoindex on" not in text
+
+
+def test_the_mirrors_directory_listings_are_refused():
+    text = lab_config()
+    front = text[text.index("# The cache, where the hosts install from.") :]
+    conda = blocks(front, "location /anaconda/cloud/conda-forge/ {")[0]
+    assert "location ~ /$ {\n                deny all;" in conda
+    pypi = blocks(front, "location /pypi/web/ {")[0]
+    assert "location ~ ^/pypi/web/((?!simple/).*/)?$ {" in pypi
+    wheels = blocks(front, "location /pytorch-wheels/ {")[0]
+    assert "location = /pytorch-wheels/ {" in wheels
 
 
 def test_fallbacks_are_backup_servers_tried_on_403_5xx_and_timeouts():

@@ -44,6 +44,7 @@ from labtorch.rules.cache import (
     cache_mirror,
     nginx_config,
     systemd_unit,
+    warm_notes,
 )
 from labtorch.rules.envdiff import OK, env_diff
 from labtorch.rules.model import Plan, Request
@@ -62,6 +63,7 @@ class Site:
     layout: Layout
     offset: int | None = None
     installs: set[str] = field(default_factory=set)
+    warm: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 
 
@@ -191,7 +193,22 @@ def serve(host: Host, settings: Settings) -> Site | None:
         restart=found.unit_sha256 not in (None, cache_ops.sha256(unit)),
         systemctl=found.systemctl,
     )
+    cache_ops.warm(
+        name="Warm the lab cache with the locked files",
+        urls=lambda: sorted(site.warm),
+        url=site.url,
+        local=site.server.local_url,
+    )
     return site
+
+
+def warm_with(site: Site | None, host: Host, locked: object) -> None:
+    """The files of the lock ``host`` installs from (a ``locks.LockUse``), to fetch once
+    through the cache before the hosts install, when the host installs something."""
+    if site is None or not locked or host.name not in site.installs:
+        return
+    prefix = site.url.rstrip("/") + "/"
+    site.warm.update(p.url for p in locked.packages if p.url.startswith(prefix))
 
 
 def through(
@@ -281,6 +298,7 @@ def notes_for(state: State, host: Host) -> list[str]:
             lines = meta.stdout_lines
         except AssertionError:
             continue
+        notes += warm_notes(lines)
         notes += [
             f"installed without the lab cache: {note}; from the mirror or its fallbacks"
             for note in bypass_notes(lines)

@@ -141,7 +141,7 @@ def _conda_steps(
         kind=host_state.condarc_kind,
     )
     if locked:
-        locks.install(locked, host_state, plan, fallbacks)
+        locks.install(locked, host_state, plan, fallbacks, cache=cache)
         return
     conda.env(
         name="Install torch into the conda env",
@@ -281,6 +281,7 @@ def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
     if isinstance(locked, str):
         _refuse("Use the lock", locked)
         return
+    lab_cache.warm_with(cache, host, locked)
     diff = env_diff(
         pins,
         host_state.env_packages,
@@ -304,7 +305,7 @@ def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
             cache=via.url if via else None,
         )
     elif locked:
-        locks.install(locked, host_state, plan, fallbacks)
+        locks.install(locked, host_state, plan, fallbacks, cache=via.url if via else None)
     else:
         pip.venv(
             name="Install torch into the venv",

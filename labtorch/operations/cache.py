@@ -26,6 +26,7 @@ from labtorch.rules.cache import (
     after_failed_install,
     reach_check,
     upstream_notes,
+    warm_command,
 )
 
 NGINX_PACKAGE = "nginx"
@@ -172,6 +173,24 @@ def upstream_log(
         on_notes(notes)
         host.noop("; ".join(notes) or "the cache fetched nothing upstream")
     yield from ()
+
+
+@operation()
+def warm(urls: Callable[[], list[str]], url: str, local: str):
+    """
+    Fetch the files of the locks the hosts install from once through the cache, in parallel,
+    before they install: their downloads are then all LAN hits. Nothing when no host installs
+    from a lock.
+
+    + urls: the locked files' URLs on the cache (asked at execute time, once every host said)
+    + url: how the hosts reach the cache
+    + local: how the cache host itself reaches it
+    """
+    wanted = urls()
+    if not wanted:
+        host.noop("no host installs a locked file through the cache")
+        return
+    yield warm_command(wanted, url, local)
 
 
 def through_cache(attempt: StringCommand, url: str) -> StringCommand:

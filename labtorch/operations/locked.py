@@ -20,6 +20,7 @@ from pyinfra.api import QuoteString, StringCommand, operation
 
 from labtorch.facts.host_state import InstalledPackage
 from labtorch.facts.probe_script import PIP_REPORT
+from labtorch.operations.cache import through_cache
 from labtorch.operations.util.files import move_aside
 from labtorch.operations.util.shell import first_that_succeeds, shell_command
 from labtorch.rules.commands import (
@@ -97,6 +98,7 @@ def conda_env(
     installed: dict[str, InstalledPackage] | None,
     fallbacks: list[list[tuple[str, str]]] | None = None,
     foreign: bool = False,
+    cache: str | None = None,
 ):
     """
     Make the conda env at ``prefix`` hold exactly its lock's packages, with no solve.
@@ -109,6 +111,8 @@ def conda_env(
     + installed: the env's packages as the LabHost fact read them (None: no env)
     + fallbacks: per fallback mirror, the base URLs that map the mirror's to its own
     + foreign: a directory that is not a conda env is at ``prefix``
+    + cache: the lab cache's URL when the lock's URLs are on it: the first attempt runs only
+      when it answers, and the mirror itself follows when not
     """
     fallbacks = fallbacks or []
     diff = lock_diff(packages, installed, "conda", accepted_urls(packages, fallbacks),
@@ -124,14 +128,15 @@ def conda_env(
         verb = "create" if creating else "install"
         install = shell_command(conda_install_explicit(Arg(conda), verb, prefix, _LOCK_FILE,
                                                        unattended=True))  # fmt: skip
-        yield first_that_succeeds(
-            [
-                with_lock_file(text, install)
-                for text, _ in _attempts(
-                    lambda chosen: render_explicit(lock_id, lock, chosen, kind), wanted, fallbacks
-                )
-            ]
-        )
+        attempts = [
+            with_lock_file(text, install)
+            for text, _ in _attempts(
+                lambda chosen: render_explicit(lock_id, lock, chosen, kind), wanted, fallbacks
+            )
+        ]
+        if cache:
+            attempts[0] = through_cache(attempts[0], cache)
+        yield first_that_succeeds(attempts)
     if diff.remove:
         yield shell_command(conda_remove_offline(Arg(conda), prefix, diff.remove))
 
@@ -146,6 +151,7 @@ def venv(
     installed: dict[str, InstalledPackage] | None,
     fallbacks: list[list[tuple[str, str]]] | None = None,
     foreign: bool = False,
+    cache: str | None = None,
 ):
     """
     Make the venv ``prefix`` hold exactly its lock's distributions (and the venv's own pip),
@@ -158,6 +164,8 @@ def venv(
     + installed: the venv's distributions as the LabHost fact read them (None: no venv)
     + fallbacks: per fallback mirror, the base URLs that map the mirror's to its own
     + foreign: a directory that is not a venv is at ``prefix``
+    + cache: the lab cache's URL when the lock's URLs are on it: the first attempt runs only
+      when it answers, and the mirror itself follows when not
     """
     fallbacks = fallbacks or []
     diff = lock_diff(packages, installed, PIP, foreign=foreign)
@@ -176,14 +184,15 @@ def venv(
             pip_install_locked(venv_python, _LOCK_FILE, report=f"{prefix}/{PIP_REPORT}",
                                unattended=True)
         )  # fmt: skip
-        yield first_that_succeeds(
-            [
-                with_lock_file(text, install)
-                for text, _ in _attempts(
-                    lambda chosen: render_requirements(lock_id, lock, chosen), wanted, fallbacks
-                )
-            ]
-        )
+        attempts = [
+            with_lock_file(text, install)
+            for text, _ in _attempts(
+                lambda chosen: render_requirements(lock_id, lock, chosen), wanted, fallbacks
+            )
+        ]
+        if cache:
+            attempts[0] = through_cache(attempts[0], cache)
+        yield first_that_succeeds(attempts)
     # After the install, which fails before it changes anything: the env stays as it was.
     if diff.remove:
         yield shell_command(pip_uninstall(venv_python, diff.remove))

@@ -49,7 +49,9 @@ The nginx configuration, and the nginx documentation each directive relies on
   accept gzip.
 - ``limit_except GET { deny all; }`` in every location (core module: allowing GET allows HEAD;
   it acts in the access phase, so no location of the cache answers with ``return``, which runs
-  earlier); ``deny all`` outside the layout; ``autoindex off``; ``listen`` only on the configured
+  earlier); ``deny all`` outside the layout and for the mirror's directory listings (the
+  mirror's own, which ``autoindex off`` does not stop, as nginx does not make them);
+  ``autoindex off``; ``listen`` only on the configured
   address and port; ``server_tokens off``.
 """
 
@@ -88,6 +90,9 @@ SLICE = "4m"
 LOCK_TIMEOUT = "10m"
 KEYS_ZONE = "labtorch:64m"
 BYPASS_MARK = "labtorch-cache: "
+WARM_MARK = "labtorch-cache-warm: "
+WARM_AGENT = "labtorch-cache-warm"
+WARM_PARALLEL = 8
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,15 @@ class CacheServer:
     max_size: str = "50g"
     directory: str = "/var/cache/labtorch-cache"
     index_ttl: str = "10m"
+
+    @property
+    def local_url(self) -> str:
+        """Where the cache host itself reaches the cache."""
+        address = ipaddress.ip_address(self.bind)
+        if address.is_unspecified:
+            address = ipaddress.ip_address("::1" if address.version == 6 else "127.0.0.1")
+        host = f"[{address}]" if address.version == 6 else str(address)
+        return f"http://{host}:{self.port}"
 
     @property
     def listen(self) -> str:
@@ -350,7 +364,8 @@ def _socket(rank: int) -> str:
 _CACHE_LOG = (
     '\'{"time":"$time_iso8601","client":"$remote_addr","method":"$request_method",'
     '"uri":"$request_uri","status":$status,"bytes":$body_bytes_sent,'
-    '"cache":"$upstream_cache_status","upstream_status":"$upstream_status"}\''
+    '"cache":"$upstream_cache_status","upstream_status":"$upstream_status",'
+    '"agent":"$http_user_agent"}\''
 )
 _UPSTREAM_LOG = (
     '\'{"time":"$time_iso8601","rank":$labtorch_rank,"uri":"$request_uri",'
@@ -396,6 +411,17 @@ def _package_pattern() -> str:
     return r"\.(" + "|".join(s.lstrip(".").replace(".", r"\.") for s in PACKAGE_SUFFIXES) + ")$"
 
 
+def _listings(route: Route) -> str:
+    """A nested location that refuses the route's directory listings: conda never asks for a
+    directory; of PyPI, only the simple pages end in ``/``; of the wheel pages, all but the
+    route's own root (a listing of the variants)."""
+    if route.prefix.startswith("/anaconda/"):
+        return "location ~ /$"
+    if route.prefix == "/pypi/web/":
+        return "location ~ ^/pypi/web/((?!simple/).*/)?$"
+    return f"location = {route.prefix}"
+
+
 def _location(index: int, route: Route, server: CacheServer) -> list[str]:
     upstream = f"http://labtorch_route_{index}"
     return [
@@ -420,6 +446,9 @@ def _location(index: int, route: Route, server: CacheServer) -> list[str]:
         f"                proxy_cache_valid 200 206 {PACKAGE_VALIDITY};",
         f"                proxy_cache_valid 404 {PACKAGE_404_VALIDITY};",
         "                proxy_cache_use_stale error timeout http_500 http_502 http_503 http_504;",
+        "            }",
+        f"            {_listings(route)} {{",
+        "                deny all;",
         "            }",
         "        }",
     ]
@@ -600,3 +629,44 @@ def upstream_notes(entries: Sequence[Mapping], layout: Layout) -> list[str]:
     if failed and not served:
         notes.append(f"the mirror failed requests of the cache: answered {why}")
     return notes
+
+
+# --- warming the cache with a lock's files ---------------------------------------------------
+
+_WARM = f"""import sys, urllib.request
+from concurrent.futures import ThreadPoolExecutor
+
+def get(url):
+    request = urllib.request.Request(url, headers={{"User-Agent": "{WARM_AGENT}"}})
+    try:
+        with urllib.request.urlopen(request, timeout=3600) as answer:
+            while answer.read(1 << 20):
+                pass
+    except Exception as exc:
+        return f"{{url}}: {{exc}}"
+
+urls = sys.argv[1:]
+failed = [f for f in ThreadPoolExecutor({WARM_PARALLEL}).map(get, urls) if f]
+done = len(urls) - len(failed)
+print(f"{WARM_MARK}warmed the cache with {{done}} of {{len(urls)}} locked file(s)")
+for failure in failed:
+    print(f"{WARM_MARK}not warmed: {{failure}}")"""
+
+
+def warm_command(urls: Sequence[str], url: str, local: str) -> str:
+    """On the cache host: fetch each of ``urls`` (the locks' files, on the cache at ``url``)
+    once through the cache at ``local``, several at a time, so that the hosts' installs
+    find them there. Best effort: it always succeeds, and says what it could not fetch."""
+    base = url.rstrip("/")
+    local_urls = [local.rstrip("/") + u[len(base) :] for u in urls if u.startswith(base + "/")]
+    words = " ".join(shlex.quote(u) for u in local_urls)
+    return (
+        f"if command -v python3 >/dev/null 2>&1; then python3 -c {shlex.quote(_WARM)} {words};"
+        f" else echo {shlex.quote(WARM_MARK + 'no python3 on the cache host to warm it')}; fi"
+    )
+
+
+def warm_notes(lines: Sequence[str]) -> list[str]:
+    """What the warming printed, without the mark."""
+    marked = (line.strip() for line in lines)
+    return [line[len(WARM_MARK) :] for line in marked if line.startswith(WARM_MARK)]
