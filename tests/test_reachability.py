@@ -108,10 +108,13 @@ def labtorch_mirrors(*args: str) -> subprocess.CompletedProcess[str]:
 def test_labtorch_mirrors_on_the_simulated_mirror_with_a_block(mirror):
     process, state = mirror
     set_fault(state, "/anaconda/cloud/conda-forge/", "403")
+    # The simulated mirror carries the nvidia channel, as SUSTech does; TUNA's answer is a 404.
+    set_fault(state, "/anaconda/cloud/nvidia/", "404")
     try:
         done = labtorch_mirrors("--json", process.url, f"{process.url}/fallback")
     finally:
         set_fault(state, "/anaconda/cloud/conda-forge/", None)
+        set_fault(state, "/anaconda/cloud/nvidia/", None)
     assert done.returncode == 1, done.stderr
     outcomes = {
         (o["endpoint"]["mirror"], o["endpoint"]["what"]): o
@@ -121,14 +124,21 @@ def test_labtorch_mirrors_on_the_simulated_mirror_with_a_block(mirror):
     assert blocked["state"] == BLOCKED and "code 00000069" in blocked["detail"]
     assert outcomes[(f"{process.url}/fallback", "conda conda-forge")]["state"] == OK
     assert outcomes[(process.url, "PyPI (torch)")]["state"] == OK
-    # The simulated mirror carries no nvidia channel, as TUNA does not.
     assert outcomes[(process.url, "conda nvidia")]["state"] == MISSING
+    assert outcomes[(f"{process.url}/fallback", "conda nvidia")]["state"] == OK
 
 
 def test_labtorch_mirrors_exit_status(mirror):
-    process, _ = mirror
-    done = labtorch_mirrors(f"{process.url}/fallback", "--timeout", "5")
-    assert done.returncode == 1  # no nvidia channel
+    process, state = mirror
+    whole = labtorch_mirrors(f"{process.url}/fallback", "--timeout", "5")
+    assert whole.returncode == 0, whole.stdout
+    assert whole.stdout.splitlines()[-1] == "7 of 7 endpoints answer"
+    set_fault(state, "/fallback/anaconda/cloud/nvidia/", "404")  # as TUNA, without nvidia
+    try:
+        done = labtorch_mirrors(f"{process.url}/fallback", "--timeout", "5")
+    finally:
+        set_fault(state, "/fallback/anaconda/cloud/nvidia/", None)
+    assert done.returncode == 1
     assert done.stdout.splitlines()[-1] == "6 of 7 endpoints answer"
     unknown = labtorch_mirrors("tsinghua")
     assert unknown.returncode == 2
