@@ -671,6 +671,12 @@ def lab_cache_section(samples: list[Sample], table: dict[int, dict[str, Cell]]) 
     if not rows:
         return []
     controller = max(egress_of(s).controller_mib for s in samples if s.egress)
+    solving = (
+        f"The controller's own requests when it solves a lock ({controller:.2f} MiB at most) "
+        "are left out of both"
+        if controller
+        else "The controller solved no lock in these runs (the lab's locks were there already)"
+    )
     return [
         "## The lab cache",
         "",
@@ -678,8 +684,7 @@ def lab_cache_section(samples: list[Sample], table: dict[int, dict[str, Cell]]) 
         "from nothing) beside the first converge without it, on clean hosts, median wall time; "
         "what the mirror served to the fleet during each (last run), the distinct files among "
         "it, and the egress ratio (mirror bytes over distinct bytes: 1.00 is each file once). "
-        f"The controller's own lock solving, at most {controller:.2f} MiB, is left out of both "
-        "(bench/cache_bench.py).",
+        f"{solving} (bench/cache_bench.py).",
         "",
         *cache_table(rows),
     ]

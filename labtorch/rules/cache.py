@@ -9,9 +9,16 @@ cache and, in order, where it is on the mirror and on each fallback mirror that 
 else is refused (403), as is any method but GET and HEAD; ``/labtorch-cache/status`` is nginx's
 ``stub_status`` page, which the hosts ask before installing through the cache.
 
-The nginx configuration, and the nginx documentation each directive relies on
-(https://nginx.org/en/docs/, module pages ``ngx_http_proxy_module``, ``ngx_http_upstream_module``,
-``ngx_http_core_module``, ``ngx_http_slice_module``, ``ngx_http_gunzip_module``):
+The nginx configuration, and the nginx documentation each directive relies on (nginx 1.22,
+Debian 12's; every directive has its anchor on its module's page,
+https://nginx.org/en/docs/http/ngx_http_proxy_module.html#proxy_cache_lock and so on: proxy
+module for ``proxy_*``, https://nginx.org/en/docs/http/ngx_http_upstream_module.html#server for
+``backup``, https://nginx.org/en/docs/http/ngx_http_core_module.html for ``limit_except`` and
+``listen``, https://nginx.org/en/docs/http/ngx_http_slice_module.html,
+https://nginx.org/en/docs/http/ngx_http_gunzip_module.html,
+https://nginx.org/en/docs/http/ngx_http_stub_status_module.html,
+https://nginx.org/en/docs/http/ngx_http_autoindex_module.html, and ``nginx -t``, ``-c``, ``-e``,
+``-s reload`` in https://nginx.org/en/docs/switches.html):
 
 - ``proxy_cache_path ... max_size=`` is the disk budget; ``inactive=`` how long an entry nobody
   asks for stays (default 10 minutes, far too short here); ``use_temp_path=off`` writes a
@@ -51,8 +58,7 @@ The nginx configuration, and the nginx documentation each directive relies on
   it acts in the access phase, so no location of the cache answers with ``return``, which runs
   earlier); ``deny all`` outside the layout and for the mirror's directory listings (the
   mirror's own, which ``autoindex off`` does not stop, as nginx does not make them);
-  ``autoindex off``; ``listen`` only on the configured
-  address and port; ``server_tokens off``.
+  ``autoindex off``; ``listen`` only on the configured address and port; ``server_tokens off``.
 """
 
 from __future__ import annotations
