@@ -65,19 +65,29 @@ def after_bootstrap(state: HostState, plan: Bootstrap, settings: Settings) -> Ho
 
 def conda_for(
     state: HostState, settings: Settings, catalog: MirrorCatalog, mirrors: list[str]
-) -> HostState | str:
-    """On a host without conda: the bootstrap operation, and the host state the next steps plan
-    with; or why there can be no conda (bootstrap off, no installer for the host, no mirror
-    with Miniforge). ``mirrors``: the mirror, then the fallbacks, by catalog name."""
+) -> tuple[HostState, Bootstrap] | str:
+    """On a host without conda: the host state the next steps plan with, and how Miniforge
+    will get there; or why there can be no conda (bootstrap off, no installer for the host, no
+    mirror with Miniforge). ``mirrors``: the mirror, then the fallbacks, by catalog name.
+
+    Nothing is installed yet: the caller calls :func:`install` once every check that can still
+    fail the host has passed, so that a host refused for another reason is left as it was."""
     if not settings.conda_bootstrap:
         return NO_BOOTSTRAP
     plan = bootstrap_for(state.system, state.machine, state.is_root, state.home, catalog, mirrors)
     if isinstance(plan, str):
         return plan
+    return after_bootstrap(state, plan, settings), plan
+
+
+def install(plan: Bootstrap | None) -> None:
+    """The bootstrap operation, where :func:`conda_for` planned one (the first operation that
+    changes the host: every later step needs its conda)."""
+    if plan is None:
+        return
     bootstrap.miniforge(
         name="Install Miniforge from the mirror",
         prefix=plan.prefix,
         installer=plan.installer,
         sources=list(plan.sources),
     )
-    return after_bootstrap(state, plan, settings)

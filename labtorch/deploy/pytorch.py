@@ -252,13 +252,15 @@ def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
         return
     run.plan = plan
     logger.info(f"    [{host.name}] labtorch plan: {plan.summary()}")
+    bootstrap = None
     if settings.installer == "conda" and host_state.conda_exe is None:
         mirrors = [request.mirror, *settings.fallback_mirrors]
         found = conda_bootstrap.conda_for(host_state, settings, catalog, mirrors)
         if isinstance(found, str):
             _refuse("Find conda", found)
             return
-        host_state = run.state = found
+        host_state, bootstrap = found
+        run.state = host_state
     pins = [*plan.packages, *plan.toolkit]
     fallbacks = _fallbacks(host_state, settings, request, catalog, plan)
     origins = origins_for(plan, fallbacks, catalog)
@@ -290,6 +292,7 @@ def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
     )
     if locked:
         diff = locks.diff(locked, host_state, plan, fallbacks)
+    conda_bootstrap.install(bootstrap)
     lock = _lock_if_changing(host_state, settings, plan, mirror, catalog, diff)
     env_history.record_before_change(host_state, settings, diff, plan)
     if settings.installer == "conda":

@@ -42,7 +42,13 @@ def collect() -> None:
         record.update(glibc=state.glibc, conda_version=state.conda_version, mirror=mirror)
         if isinstance(plan, str):
             record["refusal"] = plan
-        elif settings.installer == "conda" and state.conda_exe is None:
+        elif (
+            settings.installer == "conda"
+            and state.conda_exe is None
+            and not settings.conda_bootstrap
+        ):
+            # With torch_conda_bootstrap (the default) the deploy gives such a host Miniforge
+            # before its env: it is planned, and locked, as any conda host.
             record["refusal"] = "no conda found"
         else:
             record["inputs"] = lock_class(plan).inputs()
