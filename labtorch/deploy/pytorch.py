@@ -229,9 +229,9 @@ def install_pytorch() -> None:
     lab_cache.account(cache, host)
 
 
-def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
-    run = RUN.host(host)
-    host_state = host.get_fact(
+def read_host_state(settings: Settings) -> HostState | None:
+    """This host's state as the settings say where to look (the LabHost fact: one command)."""
+    return host.get_fact(
         LabHost,
         installer=settings.installer,
         env=settings.env,
@@ -239,6 +239,11 @@ def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
         venv_root=settings.venv_root,
         pip_scope=settings.pip_scope,
     )
+
+
+def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
+    run = RUN.host(host)
+    host_state = read_host_state(settings)
     if host_state is None:
         _refuse("Read host facts", "the host's facts could not be read")
         return

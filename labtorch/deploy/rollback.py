@@ -21,7 +21,7 @@ from pyinfra.api.state import BaseStateCallback
 
 from labtorch.deploy.history import RUN_ID, kind_of
 from labtorch.deploy.pytorch import check_inventory_settings
-from labtorch.deploy.run_state import LOST, first_error_line
+from labtorch.deploy.run_state import failed_step
 from labtorch.deploy.settings import settings_from
 from labtorch.facts.env_history import rollback_result
 from labtorch.facts.host_state import HostState
@@ -70,21 +70,6 @@ def _restore_meta(state: State, target: Host):
     return None
 
 
-def _failed(state: State, target: Host) -> tuple[str, str] | None:
-    for op_hash in state.get_op_order():
-        data = state.ops[target].get(op_hash)
-        meta = data.operation_meta if data else None
-        if meta is None or not meta.is_complete() or not meta.did_error():
-            continue
-        step = sorted(state.op_meta[op_hash].names)[0].split(" | ")[-1]
-        try:
-            lines = meta.stderr_lines + meta.stdout_lines
-        except AssertionError:
-            lines = []
-        return step, first_error_line(lines) or LOST
-    return None
-
-
 def _output(meta) -> list[str]:
     try:
         return meta.stdout_lines if meta and meta.is_complete() else []
@@ -115,7 +100,7 @@ def host_result(name: str, run: HostRollback | None, state: State | None, target
     executing = state is not None and state.is_executing
     if not executing:
         return {**result, "status": "unchanged" if run.already else "would restore"}
-    failed = _failed(state, target) if state is not None else None
+    failed = failed_step(state, target) if state is not None else None
     done = rollback_result(_output(_restore_meta(state, target))) if state else None
     if done:
         result.update({key: done.get(key) for key in ("from", "how", "recorded")})

@@ -66,7 +66,7 @@ def first_error_line(lines: list[str]) -> str | None:
     return printed[-1] if printed else None
 
 
-def _failed_step(state: State, host: Host) -> tuple[str, str] | None:
+def failed_step(state: State, host: Host) -> tuple[str, str] | None:
     """The first of the host's operations that failed, and the first line of its error."""
     for op_hash in state.get_op_order():
         op_data = state.ops[host].get(op_hash)
@@ -117,7 +117,7 @@ class RunState:
             run = self.hosts.get(target.name)
             step, refusal = (run.step, run.refusal) if run else (None, UNREACHABLE)
             if run and not refusal and run.verdict is None and self.state is not None:
-                step, refusal = _failed_step(self.state, target) or (None, None)
+                step, refusal = failed_step(self.state, target) or (None, None)
             records.append(
                 host_record(
                     target.name,

@@ -15,9 +15,8 @@ from pathlib import Path
 from pyinfra import host
 
 from labtorch.deploy.locks import plan_of
-from labtorch.deploy.pytorch import check_inventory_settings
+from labtorch.deploy.pytorch import check_inventory_settings, read_host_state
 from labtorch.deploy.settings import settings_from
-from labtorch.facts.pyinfra_facts import LabHost
 from labtorch.rules.locks import lock_class
 
 COLLECT_ENV = "LABTORCH_LOCK_COLLECT"
@@ -27,14 +26,7 @@ def collect() -> None:
     check_inventory_settings(host.inventory)
     settings = settings_from(host.data.dict())
     record: dict = {"host": host.name, "groups": sorted(host.groups), "lock_dir": settings.lock_dir}
-    state = host.get_fact(
-        LabHost,
-        installer=settings.installer,
-        env=settings.env,
-        condarc_scope=settings.condarc_scope,
-        venv_root=settings.venv_root,
-        pip_scope=settings.pip_scope,
-    )
+    state = read_host_state(settings)
     if state is None:
         record["refusal"] = "the host's facts could not be read"
     else:
