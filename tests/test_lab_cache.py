@@ -4,11 +4,15 @@ the notes of the report, the choice of the cache host, and the lab's systemctl."
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -269,6 +273,95 @@ def test_nginx_accepts_the_configuration(tmp_path: Path):
         check=False,
     )
     assert done.returncode == 0, done.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _nginx(config: Path, text: str) -> None:
+    config.write_text(text)
+    done = subprocess.run(["nginx", "-e", str(config.parent / "error.log"), "-c", str(config)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+
+
+_STATIC = """user root;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    log_format ranges '$uri $status $http_range';
+    access_log {dir}/access.log ranges;
+    server {{
+        listen 127.0.0.1:{port};
+        root {dir}/root;
+        location / {{
+            if ($http_range ~ "^bytes=({blocked})-") {{ return 403; }}
+        }}
+    }}
+}}
+"""
+
+
+@pytest.fixture
+def nginx_pids(tmp_path: Path):
+    """The nginx masters a test starts, stopped by their pid afterwards."""
+    yield tmp_path
+    for pid_file in tmp_path.rglob("nginx.pid"):
+        with contextlib.suppress(ValueError, ProcessLookupError):
+            os.kill(int(pid_file.read_text()), signal.SIGQUIT)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nginx") is None, reason="root and nginx")
+def test_big_files_come_in_slices_whole_and_from_the_fallback_when_the_mirror_blocks(nginx_pids):
+    """Against real nginx static servers (ranges and ETags, as TUNA and BFSU answer): a 10 MiB
+    file crosses in three 4 MiB slices, once; a file whose later slices the mirror refuses (403)
+    takes them from the fallback, whose ETags differ, and comes out whole all the same."""
+    tmp = nginx_pids
+    path = "/anaconda/cloud/conda-forge/linux-64/"
+    data = bytes(range(256)) * (10 * 4096)  # 10 MiB
+    ports = {name: _free_port() for name in ("mirror", "fallback", "cache")}
+    for name, blocked in (("mirror", "4194304|8388608"), ("fallback", "nothing")):
+        root = tmp / name / "root" / path.strip("/")
+        root.mkdir(parents=True)
+        for file in ("big-1.0-0.conda", "big-2.0-0.conda"):
+            (root / file).write_bytes(data)
+            stamp = 1_700_000_000 if name == "mirror" else 1_600_000_000  # another ETag
+            os.utime(root / file, (stamp, stamp))
+        text = _STATIC.format(dir=tmp / name, port=ports[name], blocked=blocked)
+        if name == "mirror":  # the first file in full; the second one's slices 2 and 3 refused
+            text = text.replace("location / {", "location ~ big-1 { }\n        location / {")
+        _nginx(tmp / name / "nginx.conf", text)
+    site = tuna_layout_mirror("site", f"http://127.0.0.1:{ports['mirror']}")
+    backup = tuna_layout_mirror("backup", f"http://127.0.0.1:{ports['fallback']}")
+    layout = cache.cache_layout(site, None, [backup], CATALOG.with_mirror(site).with_mirror(backup))
+    server = cache.CacheServer(port=ports["cache"], bind="127.0.0.1", directory=str(tmp / "c"))
+    text = cache.nginx_config(server, layout)
+    for fixed in (cache.STATE_DIR, cache.LOG_DIR):
+        text = text.replace(fixed, str(tmp / fixed.strip("/")))
+        (tmp / fixed.strip("/") / "tmp").mkdir(parents=True)
+    text = text.replace(f"user {cache.NGINX_USER};", "user root;")
+    _nginx(tmp / "cache.conf", text)
+
+    def get(file: str) -> bytes:
+        url = f"http://127.0.0.1:{ports['cache']}{path}{file}"
+        with urllib.request.urlopen(url, timeout=30) as answer:
+            return answer.read()
+
+    def ranges(name: str) -> list[str]:
+        lines = (tmp / name / "access.log").read_text().splitlines()
+        return [line.split(" ", 2)[1:] for line in lines]
+
+    assert get("big-1.0-0.conda") == data
+    assert get("big-1.0-0.conda") == data  # a hit: the mirror sees nothing more
+    slices = ["bytes=0-4194303", "bytes=4194304-8388607", "bytes=8388608-12582911"]
+    assert ranges("mirror") == [["206", r] for r in slices]
+    assert get("big-2.0-0.conda") == data
+    assert ranges("mirror")[3:] == [["206", slices[0]], ["403", slices[1]], ["403", slices[2]]]
+    assert ranges("fallback") == [["206", slices[1]], ["206", slices[2]]]
 
 
 def test_the_unit_runs_nginx_on_labtorchs_configuration_only():
