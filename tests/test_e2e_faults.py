@@ -178,3 +178,55 @@ def test_a_host_lost_mid_install_gets_its_step_and_the_next_run_repairs_it(lab_d
     assert ssh(lab_dir, "lab05", f"test -d {LOCK}").returncode == 0  # left by the dead run
     assert_repaired_and_the_rest_intact(lab_dir)
     assert ssh(lab_dir, "lab05", f"test -e {LOCK}").returncode != 0
+
+
+def test_a_full_disk_fails_the_install_with_its_error_and_the_next_run_repairs_it(lab_dir):
+    """lab05's package cache sits on a 64 KiB filesystem: the download fails with the disk's own
+    error at the install step; the disk freed, the next run repairs it."""
+    break_lab05(lab_dir)
+    full = "mkdir -p /opt/conda/pkgs && mount -t tmpfs -o size=64k labtorch-full /opt/conda/pkgs"
+    assert ssh(lab_dir, "lab05", full).returncode == 0
+    try:
+        status, _, _ = run_deploy(lab_dir, lab_dir, *PAIR)
+    finally:
+        assert ssh(lab_dir, "lab05", "umount /opt/conda/pkgs").returncode == 0
+    assert status == 1
+    hosts = records(lab_dir)
+    assert hosts["lab04"]["status"] == "ok"
+    assert hosts["lab05"]["step"].startswith("Install torch into the conda env")
+    assert "space" in hosts["lab05"]["reason"].lower(), hosts["lab05"]["reason"]
+    assert_repaired_and_the_rest_intact(lab_dir)
+
+
+def test_conda_killed_mid_install_is_retried_from_the_fallback(lab_dir):
+    """conda dies (SIGKILL) while it downloads lab05's packages from the first mirror: the
+    install counts as failed there and is done again from the fallback, in the same run; lab05
+    passes its probe with the fallback noted, lab04 is untouched, the rerun changes nothing."""
+    break_lab05(lab_dir)
+    state = lab.mirror_state_dir(lab_dir)
+    set_fault(state, "/anaconda/", "slow", delay_s=4.0)
+    try:
+        run = subprocess.Popen(
+            [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--json", *PAIR],
+            cwd=REPO,
+            env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(150):
+            if ssh(lab_dir, "lab05", "pgrep -f '[l]abtorch_sim.conda' >/dev/null").returncode == 0:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("lab05's conda never started")
+        assert ssh(lab_dir, "lab05", "pkill -9 -f '[l]abtorch_sim.conda'").returncode == 0
+        _, stderr = run.communicate(timeout=300)
+    finally:
+        set_fault(state, "/anaconda/", None)
+    assert run.returncode == 0, stderr
+    hosts = records(lab_dir)
+    assert hosts["lab04"]["status"] == hosts["lab05"]["status"] == "ok"
+    assert "came from the fallback mirror" in " ".join(hosts["lab05"]["probe"]["notes"])
+    status, again, _ = run_deploy(lab_dir, lab_dir, *PAIR)
+    assert status == 0 and changed(again) == set()
