@@ -52,16 +52,30 @@ def ssh(lab_dir: Path, host: str, command: str) -> subprocess.CompletedProcess[b
     )
 
 
-def deploy(lab_dir: Path, report_dir: Path, *extra: str) -> tuple[int, dict | None, str]:
-    """The real deploy on a lab, with ``--json``: exit status, pyinfra's results, stderr."""
-    done = subprocess.run(
+def deploy_process(lab_dir: Path, report_dir: Path, *extra: str) -> subprocess.Popen[str]:
+    """The real deploy on a lab, with ``--json``, started and left running."""
+    return subprocess.Popen(
         [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--json", *extra],
         cwd=REPO,
         env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(report_dir)},
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=600,
-        check=False,
     )
-    results = json.loads(done.stdout)["results"] if done.stdout.strip() else None
-    return done.returncode, results, done.stderr
+
+
+def finished(run: subprocess.Popen[str], timeout_s: float = 600) -> tuple[int, dict | None, str]:
+    """A started deploy, waited for: exit status, pyinfra's results, stderr."""
+    try:
+        stdout, stderr = run.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        run.kill()
+        run.communicate()
+        raise
+    results = json.loads(stdout)["results"] if stdout.strip() else None
+    return run.returncode, results, stderr
+
+
+def deploy(lab_dir: Path, report_dir: Path, *extra: str) -> tuple[int, dict | None, str]:
+    """The real deploy on a lab, with ``--json``: exit status, pyinfra's results, stderr."""
+    return finished(deploy_process(lab_dir, report_dir, *extra))

@@ -8,15 +8,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from labhelpers import PYINFRA, REPO, running_lab, ssh
 from labhelpers import deploy as run_deploy
+from labhelpers import deploy_process, finished, running_lab, ssh
 
-from labtorch_sim import STATE_DIR_ENV, lab
+from labtorch_sim import lab
 from labtorch_sim.mirror import set_fault
 
 PAIR = ("--limit", "lab04", "--limit", "lab05")
@@ -150,14 +149,7 @@ def test_a_host_lost_mid_install_gets_its_step_and_the_next_run_repairs_it(lab_d
     state = lab.mirror_state_dir(lab_dir)
     set_fault(state, "/anaconda/", "slow", delay_s=4.0)
     try:
-        run = subprocess.Popen(
-            [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--json", *PAIR],
-            cwd=REPO,
-            env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        run = deploy_process(lab_dir, lab_dir, *PAIR)
         for _ in range(150):
             if ssh(lab_dir, "lab05", f"test -d {LOCK}").returncode == 0:
                 break
@@ -166,10 +158,10 @@ def test_a_host_lost_mid_install_gets_its_step_and_the_next_run_repairs_it(lab_d
             pytest.fail("lab05's install never started")
         time.sleep(1.0)
         _kill_host(lab_dir, "lab05")
-        _, stderr = run.communicate(timeout=300)
+        status, _, stderr = finished(run, timeout_s=300)
     finally:
         set_fault(state, "/anaconda/", None)
-    assert run.returncode == 1, stderr
+    assert status == 1, stderr
     hosts = records(lab_dir)
     assert hosts["lab04"]["status"] == "ok"
     assert hosts["lab05"]["status"] == "failed"
@@ -206,14 +198,7 @@ def test_conda_killed_mid_install_is_retried_from_the_fallback(lab_dir):
     state = lab.mirror_state_dir(lab_dir)
     set_fault(state, "/anaconda/", "slow", delay_s=4.0)
     try:
-        run = subprocess.Popen(
-            [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--json", *PAIR],
-            cwd=REPO,
-            env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        run = deploy_process(lab_dir, lab_dir, *PAIR)
         for _ in range(150):
             if ssh(lab_dir, "lab05", "pgrep -f '[l]abtorch_sim.conda' >/dev/null").returncode == 0:
                 break
@@ -221,10 +206,10 @@ def test_conda_killed_mid_install_is_retried_from_the_fallback(lab_dir):
         else:
             pytest.fail("lab05's conda never started")
         assert ssh(lab_dir, "lab05", "pkill -9 -f '[l]abtorch_sim.conda'").returncode == 0
-        _, stderr = run.communicate(timeout=300)
+        status, _, stderr = finished(run, timeout_s=300)
     finally:
         set_fault(state, "/anaconda/", None)
-    assert run.returncode == 0, stderr
+    assert status == 0, stderr
     hosts = records(lab_dir)
     assert hosts["lab04"]["status"] == hosts["lab05"]["status"] == "ok"
     assert "came from the fallback mirror" in " ".join(hosts["lab05"]["probe"]["notes"])

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labhelpers import PYINFRA, REPO, running_lab, ssh
+from labhelpers import PYINFRA, REPO, deploy_process, finished, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
 from labtorch_sim import STATE_DIR_ENV, lab
@@ -163,17 +163,6 @@ LOCK = "/opt/conda/envs/torch.labtorch-lock"
 SLOW = ("/anaconda/", "/fallback/")
 
 
-def _deploy_process(lab_dir: Path, *extra: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--json", *extra],
-        cwd=REPO,
-        env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def test_two_deploys_at_once_the_second_waits_then_fails_naming_the_holder(lab_dir):
     """The first run holds lab05's env while it installs (slowly: the mirror delays packages);
     the second, started meanwhile, waits its bounded time, then fails that host naming the
@@ -185,7 +174,7 @@ def test_two_deploys_at_once_the_second_waits_then_fails_naming_the_holder(lab_d
     for prefix in SLOW:
         set_fault(state, prefix, "slow", delay_s=15.0)
     try:
-        first = _deploy_process(lab_dir, "--limit", "lab05")
+        first = deploy_process(lab_dir, lab_dir, "--limit", "lab05")
         for _ in range(100):
             if ssh(lab_dir, "lab05", f"test -d {LOCK}").returncode == 0:
                 break
@@ -199,7 +188,7 @@ def test_two_deploys_at_once_the_second_waits_then_fails_naming_the_holder(lab_d
                            "LABTORCH_REPORT_DIR": str(lab_dir / "second")},
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
-        _, first_err = first.communicate(timeout=300)
+        first_status, _, first_err = finished(first, timeout_s=300)
     finally:
         for prefix in SLOW:
             set_fault(state, prefix, None)
@@ -208,7 +197,7 @@ def test_two_deploys_at_once_the_second_waits_then_fails_naming_the_holder(lab_d
     second_record = json.loads((lab_dir / "second" / "report.json").read_text())["hosts"]
     held = next(h for h in second_record if h["name"] == "lab05")
     assert held["step"] == "Take the env" and held["reason"].startswith("another labtorch run")
-    assert first.returncode == 0, first_err
+    assert first_status == 0, first_err
     assert ssh(lab_dir, "lab05", f"test -e {LOCK}").returncode != 0
 
 

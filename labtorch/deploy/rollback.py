@@ -28,13 +28,13 @@ from labtorch.facts.host_state import HostState
 from labtorch.facts.nvidia_smi import SmiReport
 from labtorch.facts.pyinfra_facts import RollbackState
 from labtorch.operations import checks, rollback
+from labtorch.report.model import UNREACHABLE
 from labtorch.rules.history import PREVIOUS, choose, holds, parse_target
 from labtorch.rules.verdict import ProbeVerdict
 
 TO_ENV = "LABTORCH_ROLLBACK_TO"
 RESULT_ENV = "LABTORCH_ROLLBACK_RESULT"
 RESTORE = "Put the env back"
-UNREACHABLE = "the host could not be reached"
 
 
 @dataclass

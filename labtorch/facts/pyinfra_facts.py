@@ -3,6 +3,9 @@ output to a pure parser of :mod:`labtorch.facts`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from pyinfra.api import FactBase, QuoteString, StringCommand
 from pyinfra.api.exceptions import FactProcessError
 from typing_extensions import override
@@ -21,6 +24,7 @@ from labtorch.facts.host_state import HostState, host_state_script, parse_host_s
 from labtorch.facts.probe_output import PROBE_SOURCE, probe_result
 
 _PROBE_END = "LABTORCH_PROBE_END"
+T = TypeVar("T")
 
 
 class LabHost(FactBase[HostState]):
@@ -54,10 +58,7 @@ class LabHost(FactBase[HostState]):
 
     @override
     def process(self, output: list[str]) -> HostState:
-        try:
-            return parse_host_state(output)
-        except ValueError as exc:
-            raise FactProcessError(str(exc)) from exc
+        return _parsed(parse_host_state, output)
 
 
 class RollbackState(FactBase[tuple[HostState, list[dict]] | None]):
@@ -84,10 +85,7 @@ class RollbackState(FactBase[tuple[HostState, list[dict]] | None]):
 
     @override
     def process(self, output: list[str]) -> tuple[HostState, list[dict]]:
-        try:
-            return parse_rollback_state(output)
-        except ValueError as exc:
-            raise FactProcessError(str(exc)) from exc
+        return _parsed(parse_rollback_state, output)
 
 
 class TorchProbe(FactBase[dict | None]):
@@ -117,10 +115,7 @@ class TorchProbe(FactBase[dict | None]):
 
     @override
     def process(self, output: list[str]) -> dict | None:
-        try:
-            return probe_result(output)
-        except ValueError as exc:
-            raise FactProcessError(str(exc)) from exc
+        return _parsed(probe_result, output)
 
 
 class TorchEnvs(FactBase[dict | None]):
@@ -145,10 +140,7 @@ class TorchEnvs(FactBase[dict | None]):
 
     @override
     def process(self, output: list[str]) -> dict:
-        try:
-            return parse_audit(output)
-        except ValueError as exc:
-            raise FactProcessError(str(exc)) from exc
+        return _parsed(parse_audit, output)
 
 
 class CacheHost(FactBase[CacheHostState]):
@@ -171,10 +163,7 @@ class CacheHost(FactBase[CacheHostState]):
 
     @override
     def process(self, output: list[str]) -> CacheHostState:
-        try:
-            return parse_cache_host(output)
-        except ValueError as exc:
-            raise FactProcessError(str(exc)) from exc
+        return _parsed(parse_cache_host, output)
 
 
 class CacheUpstreamLog(FactBase[list]):
@@ -196,3 +185,12 @@ class CacheUpstreamLog(FactBase[list]):
     @override
     def process(self, output: list[str]) -> list:
         return parse_upstream_log(output)
+
+
+def _parsed(parse: Callable[[list[str]], T], output: list[str]) -> T:
+    """A pure parser's answer; its ValueError becomes pyinfra's FactProcessError, which fails
+    the host, not the run."""
+    try:
+        return parse(output)
+    except ValueError as exc:
+        raise FactProcessError(str(exc)) from exc
