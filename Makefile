@@ -7,10 +7,11 @@ FIXTURES := tests/fixtures/nvidia-smi
 .PHONY: system install test lint demo bench clean
 
 # What the lab and the tests need from the distribution, as `command:Debian package`: sshd for the
-# simulated hosts, chromium for the HTML report's browser test, the venv module for the virtualenv,
-# nginx for the lab cache (its host runs the machine's nginx, which every host sees in /usr).
-SYSTEM_NEEDS := /usr/sbin/sshd:openssh-server chromium:chromium python3-venv:python3-venv \
-	/usr/sbin/nginx:nginx
+# simulated hosts, ip to bring up each host's own loopback (its network namespace), chromium for
+# the HTML report's browser test, the venv module for the virtualenv, nginx for the lab cache (its
+# host runs the machine's nginx, which every host sees in /usr).
+SYSTEM_NEEDS := /usr/sbin/sshd:openssh-server /usr/sbin/ip:iproute2 chromium:chromium \
+	python3-venv:python3-venv /usr/sbin/nginx:nginx
 
 # Installs the missing Debian packages as root (quiet, and nothing at all when everything is
 # there); elsewhere stops at once with the command to run.

@@ -1,11 +1,13 @@
-"""The simulated lab: N "machines" on this one, each a real OpenSSH server on 127.0.0.1.
+"""The simulated lab: N "machines" on this one, each a real OpenSSH server behind 127.0.0.1.
 
-Every host is an ``sshd`` started by ``unshare --mount --uts`` (``reference/fleet-sim.md``,
+Every host is an ``sshd`` started by ``unshare --mount --uts --net`` (``reference/fleet-sim.md``,
 option A, ``MODE=dirs``): its own hostname; copy-on-write overlays on ``/etc /opt /var /home
 /srv``; a fresh ``/root`` and ``/usr/local`` (with the profile's fake ``nvidia-smi``); ``/usr``
 read-only; the conda runtime read-only at ``/opt/labtorch-sim``; the kernel module's version
-files on private tmpfs over ``/proc/driver`` and ``/sys/module``; and private tmpfs on the temp
-directories, mounted last so that they also hide the lab's state (keys, other hosts) from it.
+files on private tmpfs over ``/proc/driver`` and ``/sys/module``; private tmpfs on the temp
+directories, mounted last so that they also hide the lab's state (keys, other hosts) from it;
+and a network of its own that reaches the mirror and the lab cache only, through its relay
+(:mod:`labtorch_sim.network`), which also makes its sshd answer on this machine's 127.0.0.1.
 
 State lives in one directory (default ``/tmp/labtorch-sim``, env ``LABTORCH_SIM_DIR``)::
 
@@ -39,10 +41,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from labtorch_sim import fakedriver, systemctl
+from labtorch_sim.cache import cache_port
 from labtorch_sim.fakedriver import HostFiles
 from labtorch_sim.miniforge import build_miniforge_release
 from labtorch_sim.mirror import FALLBACK, read_mirror, start_mirror, stop_mirror
 from labtorch_sim.mirror_content import build_mirror_content
+from labtorch_sim.network import listening_ports, relay_command
 from labtorch_sim.profiles import Profile, load_profiles
 from labtorch_sim.runtime import HOST_PYTHON, RUNTIME_MOUNT, build_runtime, install_conda
 
@@ -59,7 +63,6 @@ BASE_PORTS = tuple(range(2200, 6500, 100))
 MIRROR_PORTS = tuple(range(8701, 8800))
 OVERLAY_DIRS = ("etc", "opt", "var", "home", "srv")
 USR_LOCAL_DIRS = ("bin", "etc", "games", "include", "lib", "man", "sbin", "share", "src")
-_LISTEN = "0A"
 _POLL_S = 0.02
 
 # Runs inside the host's new mount and UTS namespaces; $$ becomes sshd through exec.
@@ -67,6 +70,7 @@ _HOST_INIT = r"""set -e
 H=$1 h=$2 runtime=$3 mountpoint=$4
 echo $$ >"$H/pid"
 hostname "$h"
+ip link set lo up
 for d in etc opt var home srv; do
 	layers="lowerdir=/$d,upperdir=$H/upper/$d,workdir=$H/work/$d"
 	mount -t overlay "labtorch-$h-$d" -o "$layers" "/$d"
@@ -282,6 +286,7 @@ def check_requirements() -> None:
         raise LabError(f"no {SSHD}: apt-get install openssh-server")
     for tool, package in (
         ("unshare", "util-linux"),
+        ("ip", "iproute2"),
         ("setsid", "util-linux"),
         ("ssh-keygen", "openssh-client"),
     ):
@@ -343,7 +348,7 @@ def start(
     _write_client_files(state, hosts)
     for host in to_start:
         _launch(state, host)
-    _wait_ready(state, to_start)
+    _wait_ready(state, to_start, mirror)
     started = tuple(host.name for host in to_start)
     count = f"{len(hosts)} host{'s' if len(hosts) != 1 else ''}"
     if len(started) == len(hosts):
@@ -404,7 +409,8 @@ def _plan_hosts(
     }
     running = {name for name in _host_names(state, saved) if _sshd_pid(state, name)}
     keep = {name for name, _ in planned if name in running and name not in new_machines}
-    _stop_hosts(state, sorted(running - keep))
+    # A host to start may have left processes behind (its sshd gone, its relay not): they go too.
+    _stop_hosts(state, sorted((running | {name for name, _ in planned}) - keep))
     base = _base_port(saved.get("base_port"), len(planned), bool(keep))
     hosts = [_Host(name, base + i, profile) for i, (name, profile) in enumerate(planned, 1)]
     to_start = [host for host in hosts if host.name not in keep]
@@ -440,7 +446,7 @@ def _start_lab_mirror(root: Path, mirror_dir: Path, saved: str | None) -> tuple[
     if running is not None and running.root == root.resolve():
         return running.url, f"mirror {running.url}: already up", False
     saved_port = urlsplit(saved).port if saved else None
-    listening = _listening_ports()
+    listening = listening_ports()
     if saved_port is not None and saved_port not in listening:
         with contextlib.suppress(RuntimeError):
             # Another process may take the port between the check and the bind.
@@ -483,7 +489,7 @@ def _base_port(saved: int | None, count: int, hosts_up: bool) -> int:
     """Keep the lab's base port while hosts run on it; else the first with all ports free."""
     if saved is not None and hosts_up:
         return saved
-    listening = _listening_ports()
+    listening = listening_ports()
     candidates = [saved] if saved is not None else []
     for base in (*candidates, *BASE_PORTS):
         if not any(base + i in listening for i in range(1, count + 1)):
@@ -492,7 +498,7 @@ def _base_port(saved: int | None, count: int, hosts_up: bool) -> int:
 
 
 def _check_ports_free(hosts: list[_Host]) -> None:
-    listening = _listening_ports()
+    listening = listening_ports()
     taken = [host for host in hosts if host.port in listening]
     if taken:
         ports = ", ".join(f"{host.port} ({host.name})" for host in taken)
@@ -633,6 +639,7 @@ def _launch(state: _State, host: _Host) -> None:
                 "unshare",
                 "--mount",
                 "--uts",
+                "--net",
                 "--propagation",
                 "private",
                 "sh",
@@ -653,25 +660,54 @@ def _launch(state: _State, host: _Host) -> None:
         raise HostStartError(host.name, "could not be launched", _log_tail(state, host.name))
 
 
-def _wait_ready(state: _State, hosts: list[_Host]) -> None:
-    """Wait, all hosts in one loop, until each listens on its port; fail on the first that dies."""
+def _wait_ready(state: _State, hosts: list[_Host], mirror: str) -> None:
+    """Wait, all hosts in one loop, until each answers on its port; fail on the first that dies.
+
+    A host is ready when its sshd listens inside its network namespace and its relay
+    (:mod:`labtorch_sim.network`), started as soon as the sshd is, listens on this machine.
+    """
     pending = {host.name: host for host in hosts}
+    relays: dict[str, subprocess.Popen] = {}
     deadline = time.monotonic() + READY_TIMEOUT_S
     while pending:
-        listening = _listening_ports(ADDRESS)
+        outside = listening_ports(ADDRESS)
         for name, host in list(pending.items()):
             pid = _read_pid(state.host(name) / "pid")
-            if pid is not None and host.port in listening:
+            if pid is not None and not _alive(pid):
+                raise HostStartError(name, "its sshd exited", _log_tail(state, name))
+            if pid is not None and name not in relays:
+                relays[name] = _start_relay(state, host, pid, mirror)
+            if name in relays and relays[name].poll() is not None:
+                raise HostStartError(name, "its network relay exited", _log_tail(state, name))
+            if pid is not None and host.port in outside & listening_ports(ADDRESS, pid):
                 (state.host(name) / "ns").write_text(_namespace(pid) or "")
                 del pending[name]
-            elif pid is not None and not _alive(pid):
-                raise HostStartError(name, "its sshd exited", _log_tail(state, name))
         if pending and time.monotonic() > deadline:
             name = sorted(pending)[0]
             reason = f"not listening on port {pending[name].port} after {READY_TIMEOUT_S:.0f} s"
             raise HostStartError(name, reason, _log_tail(state, name))
         if pending:
             time.sleep(_POLL_S)
+
+
+def _start_relay(state: _State, host: _Host, sshd_pid: int, mirror: str) -> subprocess.Popen:
+    """The host's relay, detached (it joins the host's namespaces and lives as long as it)."""
+    mirror_port = urlsplit(mirror).port or 80
+    command = relay_command(sshd_pid, host.port, mirror_port, cache_port(mirror), state.hosts)
+    with open(state.host(host.name) / "sshd.log", "ab") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONPATH": _package_root()},
+        )
+
+
+def _package_root() -> str:
+    """Where ``labtorch_sim`` is imported from, for the relay's interpreter."""
+    return str(Path(__file__).resolve().parent.parent)
 
 
 def _log_tail(state: _State, name: str, lines: int = 15) -> str:
@@ -681,28 +717,6 @@ def _log_tail(state: _State, name: str, lines: int = 15) -> str:
 
 
 # --- processes and ports -------------------------------------------------------------------------
-
-
-def _listening_ports(address: str | None = None) -> set[int]:
-    """TCP ports with a listener (on ``address`` only, when given), from /proc/net."""
-    wanted = None if address is None else _hex_address(address)
-    ports = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except FileNotFoundError:
-            continue
-        for line in lines:
-            local, state = line.split()[1], line.split()[3]
-            host, port = local.rsplit(":", 1)
-            if state == _LISTEN and (wanted is None or host == wanted):
-                ports.add(int(port, 16))
-    return ports
-
-
-def _hex_address(address: str) -> str:
-    """An IPv4 address as /proc/net/tcp writes it (little-endian hex)."""
-    return "".join(f"{int(part):02X}" for part in reversed(address.split(".")))
 
 
 def _read_pid(path: Path) -> int | None:

@@ -79,3 +79,46 @@ def finished(run: subprocess.Popen[str], timeout_s: float = 600) -> tuple[int, d
 def deploy(lab_dir: Path, report_dir: Path, *extra: str) -> tuple[int, dict | None, str]:
     """The real deploy on a lab, with ``--json``: exit status, pyinfra's results, stderr."""
     return finished(deploy_process(lab_dir, report_dir, *extra))
+
+
+# Every record of where an env's packages came from: conda's package records in every conda env,
+# pip's install report (written by labtorch) in every conda env and venv, and pip's
+# direct_url.json wherever pip installed from a URL. Printed as "FILE URL" lines.
+_ENV_URLS = r"""
+import glob, json
+def show(path, url):
+    print(path, url)
+for path in glob.glob("/opt/conda/envs/*/conda-meta/*.json"):
+    with open(path) as f:
+        show(path, json.load(f).get("url"))
+for path in glob.glob("/opt/conda/envs/*/labtorch-pip-report.json") + glob.glob(
+    "/opt/labtorch/venvs/*/labtorch-pip-report.json"
+):
+    with open(path) as f:
+        for item in json.load(f).get("install", []):
+            show(path, item["download_info"]["url"])
+for path in glob.glob("/opt/*/*/*/lib/python3*/site-packages/*.dist-info/direct_url.json"):
+    with open(path) as f:
+        show(path, json.load(f).get("url"))
+"""
+
+
+def env_urls(lab_dir: Path, host: str) -> dict[str, str]:
+    """Where each package of each env on ``host`` came from, by the file that says so."""
+    done = ssh(lab_dir, host, f"python3 -c '{_ENV_URLS}'")
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return dict(line.split(" ", 1) for line in done.stdout.decode().splitlines())
+
+
+def not_from_the_mirror(lab_dir: Path, hosts: list[str]) -> dict[str, str]:
+    """Every package record on these hosts whose URL is not under the lab's mirror or its
+    fallback (the sources the lab's inventory configures), by file: empty when all are."""
+    mirror = lab.status(lab_dir).mirror
+    assert mirror is not None
+    allowed = (mirror.url + "/",)  # the fallback, mirror.url + FALLBACK, lies under it
+    return {
+        f"{host}:{path}": url
+        for host in hosts
+        for path, url in env_urls(lab_dir, host).items()
+        if not url.startswith(allowed)
+    }

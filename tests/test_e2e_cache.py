@@ -36,6 +36,7 @@ from labtorch.rules.cache import PACKAGE_SUFFIXES, WARM_AGENT
 from labtorch_sim import STATE_DIR_ENV, lab
 from labtorch_sim.cache import CACHE_ENV, cache_port
 from labtorch_sim.mirror import read_log, set_fault
+from labtorch_sim.network import CACHE_BIND
 
 CACHE_HOST = "lab01"
 COUNTER = REPO / "bench" / "count_commands.py"
@@ -145,13 +146,14 @@ def origin(record: dict) -> str:
 
 
 def status_of(url: str, method: str = "GET") -> int:
-    """The HTTP status of one request; 0 when nothing answers."""
+    """The HTTP status of one request; 0 when nothing answers (the port refuses the
+    connection, or the lab's relay resets it: no host's nginx behind it)."""
     try:
         with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as r:
             return r.status
     except urllib.error.HTTPError as exc:
         return exc.code
-    except urllib.error.URLError:
+    except (urllib.error.URLError, ConnectionResetError):
         return 0
 
 
@@ -192,11 +194,9 @@ def test_first_converge_fetches_each_file_once_for_the_whole_fleet(lab_dir: Path
 
 def test_nginx_listens_where_the_settings_say_and_nowhere_else(lab_dir: Path):
     master = must(ssh(lab_dir, CACHE_HOST, "cat /var/lib/labtorch-cache/nginx.pid")).strip()
-    listening = subprocess.run(
-        ["ss", "-Hltnp"], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
+    listening = must(ssh(lab_dir, CACHE_HOST, "ss -Hltnp")).splitlines()
     ours = {line.split()[3] for line in listening if f"pid={master}," in line}
-    assert ours == {f"127.0.0.1:{cache_port(mirror(lab_dir))}"}
+    assert ours == {f"{CACHE_BIND}:{cache_port(mirror(lab_dir))}"}
 
 
 def counted_deploy(lab_dir: Path, tmp_path: Path) -> tuple[dict, dict]:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labhelpers import REPO, running_lab, ssh
+from labhelpers import REPO, env_urls, not_from_the_mirror, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
 from labtorch_sim import STATE_DIR_ENV, lab
@@ -456,17 +456,16 @@ def test_a_blocked_mirror_falls_back_to_the_next_with_the_same_pins(lab_dir, tmp
 
 
 def test_every_download_went_to_the_mirror(lab_dir):
+    """Every package of every env on every host names the mirror (or its fallback) as where it
+    came from; and it could not have come from anywhere else unseen: each host's network reaches
+    the mirror only (tests/test_e2e_mirror_only.py)."""
     log = read_log(lab.mirror_state_dir(lab_dir))
     downloads = [entry["path"] for entry in log if entry["path"].endswith((".tar.bz2", ".whl"))]
     assert any("/anaconda/cloud/conda-forge/linux-64/pytorch-2.7.1-cuda126" in p for p in downloads)
     assert any(p.startswith("/pytorch-wheels/cpu/torch-2.9.1") for p in downloads)
-    url = mirror_url(lab_dir)
-    for host in CONDA_HOSTS:
-        meta = must(
-            ssh(lab_dir, host, "grep -h '\"url\":' /opt/conda/envs/torch/conda-meta/*.json")
-        )
-        urls = [line.split('"url": "')[1].split('"')[0] for line in meta.splitlines()]
-        assert urls and all(u.startswith(url) for u in urls), host
+    for host in hosts(lab_dir):
+        assert env_urls(lab_dir, host) or host in FAILED, f"{host}: no env records"
+    assert not_from_the_mirror(lab_dir, hosts(lab_dir)) == {}
 
 
 def test_a_conda_host_without_conda_fails_alone_with_what_to_do(lab_dir, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from labhelpers import running_lab, ssh
 from labtorch.data.files import DataError
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
 from labtorch_sim import STATE_DIR_ENV, lab
+from labtorch_sim.cache import cache_port
 from labtorch_sim.cli import add_sim_parser
 from labtorch_sim.profiles import Profile, load_profiles
 
@@ -214,6 +216,55 @@ def test_usr_is_read_only_and_the_state_dir_hidden(lab_dir):
     done = ssh(lab_dir, "lab02", "touch /usr/bin/labtorch-zz")
     assert b"Read-only file system" in done.stderr
     assert ssh(lab_dir, "lab02", f"test -e {lab_dir}/keys").returncode == 1
+
+
+def test_a_host_has_its_own_loopback_and_nothing_else(lab_dir):
+    links = ssh(lab_dir, "lab03", "ip -o link show").stdout.decode().splitlines()
+    assert [line.split(": ")[1] for line in links] == ["lo"]
+    routes = ssh(lab_dir, "lab03", "ip route show").stdout.decode()
+    assert routes == ""  # no way to any address but its own loopback's
+
+
+def test_the_cache_port_is_reset_while_no_host_serves_it(lab_dir):
+    """The lab cache's port, on this machine and inside a host, leads to whichever host listens on
+    CACHE_BIND; with none, the connection is reset at once."""
+    mirror = lab.status(lab_dir).mirror
+    port = cache_port(mirror.url)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=5) as here,
+        pytest.raises(ConnectionResetError),
+    ):
+        here.recv(1)
+    inside = "python3 -c 'import socket; socket.create_connection((\"127.0.0.1\", %d)).recv(1)'"
+    assert b"ConnectionResetError" in ssh(lab_dir, "lab03", inside % port).stderr
+
+
+def test_a_lost_host_loses_its_relay_and_comes_back_with_a_new_one(lab_dir):
+    name = "lab04"
+    pid = int((lab_dir / "hosts" / name / "pid").read_text())
+    namespace = os.readlink(f"/proc/{pid}/ns/mnt")
+    relays = [p for p in _pids_in(namespace) if "labtorch_sim.network" in _cmdline(p)]
+    assert len(relays) == 1  # the relay is one of the host's processes
+    for member in _pids_in(namespace):
+        os.kill(member, signal.SIGKILL)
+    for _ in range(100):
+        if not any(_alive(member) for member in relays):
+            break
+        time.sleep(0.05)
+    assert ssh(lab_dir, name, "true").returncode == 255  # nothing answers for it any more
+    lab.up(None, None, lab_dir)
+    assert ssh(lab_dir, name, "hostname").stdout.decode().strip() == name
+
+
+def _pids_in(namespace: str) -> list[int]:
+    return [int(pid) for pid in _processes_in({namespace})]
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
+    except OSError:
+        return ""
 
 
 # --- status, up again, pyinfra -------------------------------------------------------------------
