@@ -52,20 +52,28 @@ def plan_urls(plan: Plan) -> list[str]:
 def origins_for(plan: Plan, fallbacks: Sequence[Plan], catalog: MirrorCatalog) -> Origins:
     """The prefixes ``plan``'s packages may come from; ``fallbacks`` are the usable fallback
     mirrors' plans."""
-    fallback = list(dict.fromkeys(url for plan_ in fallbacks for url in plan_urls(plan_)))
-    mirror = plan_urls(plan)
+    own = plan_urls(plan)
+    # A fallback attempt may share the plan's own URLs (a fallback URL without wheel pages is
+    # tried with the mirror's wheel page; SUSTech's nvidia serves TUNA and BFSU alike): a package
+    # from there came from the mirror, not from the fallback.
+    fallback = [
+        url
+        for url in dict.fromkeys(url for plan_ in fallbacks for url in plan_urls(plan_))
+        if url not in own
+    ]
+    equals = []
     for other in catalog.mirrors.values():
         if other.name == UPSTREAM:
             continue
         for channel in plan.channels:
             if channel == DEFAULTS:
-                mirror.extend(other.default_channels)
+                equals.extend(other.default_channels)
             elif other.carries(channel):
-                mirror.append(other.channel_url(channel))
+                equals.append(other.channel_url(channel))
     # A configured fallback is noted when it serves, even where the catalog counts it as the
     # mirror's equal: the first mirror failed, and the admin should know.
-    mirror = [url for url in dict.fromkeys(mirror) if url not in fallback]
-    return Origins(tuple(mirror), tuple(fallback))
+    mirror = [*own, *(url for url in equals if url not in fallback)]
+    return Origins(tuple(dict.fromkeys(mirror)), tuple(fallback))
 
 
 def is_under(url: str, prefixes: Sequence[str]) -> bool:
