@@ -42,6 +42,8 @@ class HostRun:
     step: str | None = None
     probe: dict | None = None
     verdict: ProbeVerdict | None = None
+    # What the deploy noticed on the host beyond its verdict (packages from outside the mirror).
+    notes: list[str] = field(default_factory=list)
 
 
 # conda names its errors as a CamelCase word and a colon (CondaHTTPError:, PackagesNotFoundError:,
@@ -129,7 +131,7 @@ class RunState:
                     run.verdict if run else None,
                     step=step,
                     checked=now,
-                    notes=self._notes(target),
+                    notes=[*(run.notes if run else ()), *self._notes(target)],
                 )
             )
         return records
