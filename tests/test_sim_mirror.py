@@ -222,7 +222,13 @@ def test_conda_forge_pytorch_depends_on_its_run_requirements_all_in_the_channel(
     for dependency in depends:
         if dependency.startswith(("__", "python ")):
             continue
-        assert providers(forge, dependency), f"{kind}: nothing provides {dependency}"
+        found = providers(forge, dependency)
+        assert found, f"{kind}: nothing provides {dependency}"
+        if dependency.startswith(("cuda-", "libcu")) and not dependency.startswith("cuda-version"):
+            # Each component is tied to its CUDA minor, so the build's cuda-version picks it.
+            pins = [d for r in found for d in r["depends"] if d.startswith("cuda-version ")]
+            assert len(pins) == len(found), dependency
+            assert f"cuda-version >={cuda[:4]},<" in " ".join(pins), dependency
 
 
 def test_conda_records_carry_the_dependencies_that_pick_a_variant(root: Path) -> None:

@@ -54,13 +54,18 @@ _NAMED_ERROR = re.compile(r"^(?:[A-Z][a-z]+(?:[A-Z][A-Za-z]*)+|ERROR):\s")
 def first_error_line(lines: list[str]) -> str | None:
     """The line of a failed command's output that says what went wrong: labtorch's own, else
     the first that names an error as conda and pip name them, else the first that says error or
-    failed, else the last line printed."""
+    failed, else the last line printed. A named error that ends in a colon is followed by its
+    first item: conda's "Encountered problems while solving:" says nothing of which until its
+    "- nothing provides cuda-cudart >=12.1,<12.2 needed by pytorch-cuda-12.1-..." line."""
     printed = [line.strip() for line in lines if line.strip()]
     for line in printed:
         if line.startswith("labtorch: "):
             return line.removeprefix("labtorch: ")
-    for line in printed:
+    for index, line in enumerate(printed):
         if _NAMED_ERROR.match(line):
+            following = printed[index + 1 : index + 2]
+            if line.endswith(":") and following and following[0].startswith("- "):
+                return f"{line} {following[0].removeprefix('- ')}"
             return line
     for line in printed:
         if "error" in line.lower() or "failed" in line.lower():
