@@ -95,15 +95,19 @@ def forge_packages() -> list[CondaPackage]:
         )
     seen = set()
     for kind in forge["cuda"].values():
+        major, minor = kind["cuda_version"].split(".")
+        pin = f"cuda-version >={major}.{minor},<{major}.{int(minor) + 1}.0a0"
         for name, version in kind["packages"].items():
             if (name, version) in seen:
                 continue
             seen.add((name, version))
+            component = name.startswith(tuple(forge["component_prefixes"]))
             packages.append(
                 CondaPackage(
                     name,
                     version,
                     "h_sim_0",
+                    depends=(pin,) if component else (),
                     files={f"share/labtorch-sim/{name}-{version}": _note(f"{name} {version}")},
                     extension=CONDA,
                 )

@@ -11,12 +11,15 @@
   (TUNA has none), with ``cuda-runtime``, ``cuda-libraries``, ``cuda-cudart``, ... of CUDA 11.8
   and 12.1 (:mod:`labtorch_sim.cuda_packages`); ``anaconda/cloud/nvidia`` links to it, where
   labtorch looks for it on a site mirror with TUNA's layout;
-- ``anaconda/cloud/conda-forge/{linux-64,noarch}``: conda-forge's pytorch 2.7.1 (cpu, cuda126),
-  ``cuda-version``, and ``python``/``pip`` as on main;
+- ``anaconda/cloud/conda-forge/{linux-64,noarch}``: conda-forge's pytorch 2.7.1 (cpu, cuda126,
+  cuda129) with its run dependencies (the Python set, and for CUDA builds the CUDA libraries,
+  cudnn, nccl, triton: :mod:`labtorch_sim.dependency_shapes`), ``cuda-version``, and
+  ``python``/``pip`` as on main;
 - ``pypi/web/simple/`` (PEP 503) with the wheels in ``pypi/web/packages/``: torch 2.9.1 as PyPI
-  has it (the cu128 build without a label), its stubbed dependencies, and pip;
+  has it (the cu128 build without a label), every wheel the 2.9.1 builds require (the
+  ``nvidia-*-cu12`` sets of cu126 and cu128, triton, the pure-Python set), and pip;
 - ``pytorch-wheels/{cpu,cu126,cu128}/``: flat find-links pages of the labelled 2.9.1 wheels, laid
-  out like Aliyun's mirror of download.pytorch.org.
+  out like Aliyun's mirror of download.pytorch.org, each with the wheels its torch requires.
 
 Every torch, torchvision and torchaudio holds the stand-in of :mod:`labtorch_sim.standin_torch`,
 with the version, CUDA, cuDNN and arch list of the build it stands for (CUDA and the arch list
@@ -44,7 +47,7 @@ from urllib.parse import quote
 from labtorch.data import compat
 from labtorch.data.compat import CPU, ArchList, Release, cuda_of_variant, load_compat
 from labtorch.data.files import packaged_data_file
-from labtorch_sim import condapkg, cuda_packages, real_builds
+from labtorch_sim import condapkg, cuda_packages, dependency_shapes, real_builds
 from labtorch_sim.condapkg import (
     CONDA,
     NOARCH,
@@ -54,6 +57,12 @@ from labtorch_sim.condapkg import (
     write_package,
 )
 from labtorch_sim.cuda_packages import nvidia_channel_packages, pytorch_cuda_packages
+from labtorch_sim.dependency_shapes import (
+    dependency_wheels,
+    forge_packages,
+    forge_torch_depends,
+    torch_wheel_requires,
+)
 from labtorch_sim.standin_torch import PACKAGES, TorchBuild, payload, source_files
 
 MAIN = Path("anaconda/pkgs/main")
@@ -88,11 +97,7 @@ WHEEL_VARIANTS = (CPU, "cu126", "cu128")
 # cuDNN of builds whose cuDNN compat does not record: the PyPI wheels' (torch-matrix §1.2). For
 # conda-forge 2.7.1 the same release's PyPI cuDNN is used; its own pin is not in the reference.
 CUDNN = {"2.7": "9.5.1", "2.9": "9.10.2"}
-# nvidia-cuda-runtime-cu12 pinned by the CUDA wheels (torch-matrix §1.2), and triton for 2.9.1.
-CUDA_RUNTIME = {"12.6": "12.6.77", "12.8": "12.8.90"}
-TRITON = "3.5.1"
 Source = Literal["wheel", "conda", "forge"]
-LINUX_X86_64 = 'platform_system == "Linux" and platform_machine == "x86_64"'
 
 # The interpreter comes from the host: Debian's /usr/bin/python3.11. condapkg writes regular
 # files only, so bin/python* are wrappers instead of symlinks; `exec -a` keeps the wrapper's path
@@ -393,6 +398,7 @@ def conda_forge_packages() -> list[CondaPackage]:
         builds["torch"] = f"{kind}_generic_{python}_{torch_hash}_{number}"
         # pytorch needs a driver (__cuda) so that GPU-less hosts resolve to the CPU build.
         torch_pins = ("__cuda", *cuda_pins) if build.cuda is not None else ()
+        torch_pins += forge_torch_depends(kind)
         companion_pins = (f"pytorch {build.torch} {kind}*", *cuda_pins)
         packages += _conda_torch_packages(
             build,
@@ -417,26 +423,16 @@ def conda_forge_packages() -> list[CondaPackage]:
                 extension=CONDA,
             )
         )
-    return packages
+    return [*packages, *forge_packages()]
 
 
 # ---- PyPI and the wheel pages ----------------------------------------------------------------
 
 
-def _stub_wheel(project: str, version: str, module: str, tag: str) -> Wheel:
-    """A dependency wheel with nothing but a module that says what it stands for."""
-    source = f'"""Stub of {project} {version} for labtorch\'s simulated mirror."""\n'
-    return Wheel(project, version, tag, {f"{module}/__init__.py": source.encode()})
-
-
-def torch_wheels(build: TorchBuild) -> list[Wheel]:
-    """torch, torchvision and torchaudio wheels of one build."""
-    requires = ()
-    if build.cuda is not None:
-        requires = (
-            f"nvidia-cuda-runtime-cu12=={CUDA_RUNTIME[build.cuda]}; {LINUX_X86_64}",
-            f"triton=={TRITON}; {LINUX_X86_64}",
-        )
+def torch_wheels(build: TorchBuild, variant: str) -> list[Wheel]:
+    """torch, torchvision and torchaudio wheels of the ``variant`` build, torch requiring what
+    the real wheel of that variant requires (:mod:`labtorch_sim.dependency_shapes`)."""
+    requires = torch_wheel_requires(variant)
     # Real torchvision also needs numpy and pillow; the stand-in needs neither: left out.
     torch_pin = (f"torch=={build.torch.split('+')[0]}",)
     return [
@@ -448,27 +444,21 @@ def torch_wheels(build: TorchBuild) -> list[Wheel]:
     ]
 
 
+def variant_dependencies(variant: str) -> list[Wheel]:
+    """The wheels the ``variant`` torch wheel pulls on the hosts (Linux x86_64, Python 3.11)."""
+    return [Wheel(*shape) for shape in dependency_wheels(variant)]
+
+
 def pypi_wheels() -> list[Wheel]:
-    """What TUNA's PyPI gives for torch 2.9.1: the default (unlabelled) build and its needs."""
+    """What TUNA's PyPI gives for torch 2.9.1: the default (unlabelled) build, and every
+    dependency of every variant's wheel, as PyPI holds them all (the labelled builds' nvidia-*
+    pins are on PyPI too: download.pytorch.org only copies them)."""
     release, _ = load_compat().find_release(WHEEL_RELEASE)
-    wheels = torch_wheels(
-        torch_build(WHEEL_RELEASE, release.pypi_default, label=False, source="wheel")
-    )
-    wheels += [
-        _stub_wheel(
-            "nvidia-cuda-runtime-cu12",
-            runtime,
-            "nvidia/cuda_runtime",
-            "py3-none-manylinux2014_x86_64.manylinux_2_17_x86_64",
-        )
-        for runtime in CUDA_RUNTIME.values()
-    ]
-    wheels.append(
-        _stub_wheel(
-            "triton", TRITON, "triton", "cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64"
-        )
-    )
-    return wheels
+    default = release.pypi_default
+    wheels = torch_wheels(torch_build(WHEEL_RELEASE, default, label=False, source="wheel"), default)
+    for variant in WHEEL_VARIANTS:
+        wheels += variant_dependencies(variant)
+    return list({wheel.filename: wheel for wheel in wheels}.values())
 
 
 def _write_pypi(directory: Path, wheels: list[Wheel], pip_wheel: Path) -> None:
@@ -508,6 +498,8 @@ def _content_digest(pip_wheel: Path) -> str:
         Path(__file__),
         Path(condapkg.__file__),
         Path(cuda_packages.__file__),
+        Path(dependency_shapes.__file__),
+        dependency_shapes.SHAPES_FILE,
         Path(real_builds.__file__),
         Path(compat.__file__),
         packaged_data_file("releases.yaml"),
@@ -558,5 +550,8 @@ def build_mirror_content(root: Path) -> None:
     _write_pypi(root / PYPI, pypi_wheels(), pip_wheel)
     for variant in WHEEL_VARIANTS:
         build = torch_build(WHEEL_RELEASE, variant, label=True, source="wheel")
-        _write_wheel_page(root / WHEELS / variant, torch_wheels(build))
+        # download.pytorch.org's variant index carries the wheels the variant's torch pulls, so a
+        # page mirroring it serves them beside torch.
+        wheels = [*torch_wheels(build, variant), *variant_dependencies(variant)]
+        _write_wheel_page(root / WHEELS / variant, wheels)
     stamp.write_text(json.dumps({"digest": digest}) + "\n")

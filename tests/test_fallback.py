@@ -11,7 +11,7 @@ from labtorch.deploy.settings import Settings
 from labtorch.rules.fallback import PipSource, mirror_urls, usable_fallbacks
 from labtorch.rules.model import Plan, RequestError
 from labtorch.rules.plan import plan_for_host
-from labtorch.rules.provenance import origins_for
+from labtorch.rules.provenance import is_under, origins_for
 from labtorch.rules.verdict import judge
 
 HOSTS = {
@@ -186,8 +186,8 @@ def site_settings(**changes) -> Settings:
     )
 
 
-def pip_attempts(settings: Settings) -> list[PipSource]:
-    """Every pip install attempt a GTX 1080 Ti host (cu126 wheels) makes, in order."""
+def pip_plans(settings: Settings) -> tuple[Plan, list[Plan]]:
+    """A GTX 1080 Ti host's plan (cu126 wheels) and its fallbacks' plans, in order."""
     catalog = catalog_for(settings)
     request = request_for(settings)
     facts, _, _ = HOSTS["GTX 1080 Ti on 580, pip 2.9.1"]
@@ -198,7 +198,36 @@ def pip_attempts(settings: Settings) -> list[PipSource]:
     }
     fallbacks, skipped = usable_fallbacks(first, candidates)
     assert skipped == []
+    return first, fallbacks
+
+
+def pip_attempts(settings: Settings) -> list[PipSource]:
+    """Every pip install attempt a GTX 1080 Ti host (cu126 wheels) makes, in order."""
+    first, fallbacks = pip_plans(settings)
     return [PipSource.of(first), *(PipSource.of(fallback) for fallback in fallbacks)]
+
+
+@pytest.mark.parametrize(
+    ("path", "origin"),
+    [
+        # The fallback URL is tried with the site's wheel page too: that page stays the mirror's.
+        ("/pytorch-wheels/cu126/torch-2.9.1%2Bcu126-cp311-cp311-linux_x86_64.whl", "mirror"),
+        ("/pypi/web/packages/filelock-3.20.0-py3-none-any.whl", "mirror"),
+        ("/fallback/pytorch-wheels/cu126/torch-2.9.1%2Bcu126-cp311-cp311-linux_x86_64.whl",
+         "fallback"),
+        ("/fallback/pypi/web/packages/filelock-3.20.0-py3-none-any.whl", "fallback"),
+        ("/elsewhere/filelock-3.20.0-py3-none-any.whl", None),
+    ],
+)  # fmt: skip
+def test_a_pip_package_from_the_sites_own_pages_is_from_the_mirror(path, origin):
+    """The last session's 'lab07 installed from the fallback mirror': the fallback attempt that
+    reuses the site's wheel page put that page among the fallback's URLs, and took it out of the
+    mirror's, so every wheel from it read as the fallback's."""
+    first, fallbacks = pip_plans(site_settings())
+    origins = origins_for(first, fallbacks, catalog_for(site_settings()))
+    url = SITE + path
+    found = [name for name in ("mirror", "fallback") if is_under(url, getattr(origins, name))]
+    assert found == ([origin] if origin else [])
 
 
 def test_a_fallback_url_laid_out_like_the_site_uses_its_own_wheel_page():

@@ -19,6 +19,13 @@ CONDA_404 = [
     ("lines", "line"),
     [
         (CONDA_404, CONDA_404[1]),
+        (["LibMambaUnsatisfiableError: Encountered problems while solving:",
+          "  - nothing provides cuda-cudart >=12.1,<12.2 needed by pytorch-cuda-12.1-ha16c6d3_5",
+          "", "Could not solve for environment specs"],
+         "LibMambaUnsatisfiableError: Encountered problems while solving: nothing provides "
+         "cuda-cudart >=12.1,<12.2 needed by pytorch-cuda-12.1-ha16c6d3_5"),
+        (["CondaHTTPError: HTTP 403 FORBIDDEN for url <http://m/x>:", "Elapsed: -"],
+         "CondaHTTPError: HTTP 403 FORBIDDEN for url <http://m/x>:"),
         (["Collecting torch", "ERROR: No matching distribution found for torch==9"],
          "ERROR: No matching distribution found for torch==9"),
         (["labtorch: /root/.condarc: not valid YAML at line 1", "CondaHTTPError: x"],

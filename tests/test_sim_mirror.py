@@ -17,6 +17,8 @@ from urllib.parse import urljoin, urlsplit
 from urllib.request import Request, urlopen
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from rattler import BuildString, MatchSpec, PackageRecord
 
 from labtorch.data.compat import cuda_of_variant, load_compat
@@ -137,7 +139,11 @@ def test_channels_hold_the_real_names_versions_and_build_strings(root: Path) -> 
     variants = release.conda_forge.variants["linux-64"]
     cudas = [variant.replace("cu", "cuda") for variant in variants]
     assert "cuda126" in cudas
-    assert forge == sorted(
+    torch_family = ("cuda-version-", "pip-", "python-", "pytorch-", "torchaudio-", "torchvision-")
+    assert [name for name in forge if not name.startswith(torch_family)] == sorted(
+        f"{name}.conda" for name in FORGE_DEPENDENCIES
+    )
+    assert [name for name in forge if name.startswith(torch_family)] == sorted(
         [
             *(f"cuda-version-{cuda_of_variant(v)}-h#######_3.conda" for v in variants),
             "pip-23.2.1-pyh_sim_0.tar.bz2",
@@ -151,6 +157,78 @@ def test_channels_hold_the_real_names_versions_and_build_strings(root: Path) -> 
             ),
         ]
     )
+
+
+# conda-forge's pytorch 2.7.1 run dependencies the mirror serves (data/dependency_shapes.yaml):
+# the Python set, noarch, and the CUDA 12.6 and 12.9 libraries with cudnn, nccl and triton.
+FORGE_DEPENDENCIES = (
+    *(
+        f"{name}-pyhd8ed1ab_0"
+        for name in (
+            "filelock-3.18.0", "fsspec-2025.5.1", "jinja2-3.1.6", "markupsafe-3.0.2",
+            "mpmath-1.3.0", "networkx-3.5", "optree-0.16.0", "pybind11-2.13.6",
+            "setuptools-80.9.0", "sympy-1.14.0", "typing_extensions-4.14.0",
+        )
+    ),
+    *(
+        f"{name}-h_sim_0"
+        for name in (
+            "cudnn-9.10.1.4", "nccl-2.26.5.1", "triton-3.3.1",
+            "cuda-cudart-12.6.77", "cuda-cupti-12.6.80", "cuda-nvrtc-12.6.85", "cuda-nvtx-12.6.77",
+            "libcublas-12.6.4.1", "libcufft-11.3.0.4", "libcufile-1.11.1.6", "libcurand-10.3.7.77",
+            "libcusolver-11.7.1.2", "libcusparse-12.5.4.2",
+            "cuda-cudart-12.9.79", "cuda-cupti-12.9.79", "cuda-nvrtc-12.9.86", "cuda-nvtx-12.9.79",
+            "libcublas-12.9.1.4", "libcufft-11.4.1.4", "libcufile-1.14.1.1",
+            "libcurand-10.3.10.19", "libcusolver-11.7.5.82", "libcusparse-12.5.10.65",
+        )
+    ),
+)  # fmt: skip
+
+
+def providers(records: dict[str, dict], dependency: str) -> list[dict]:
+    """The records that satisfy one ``depends`` entry."""
+    spec = MatchSpec(dependency, strict=False)
+    return [
+        r
+        for r in records.values()
+        if spec.matches(
+            PackageRecord(r["name"], r["version"], BuildString(r["build"]), 0, r["subdir"])
+        )
+    ]
+
+
+@pytest.mark.parametrize("kind", ["cpu", "cuda126", "cuda129"])
+def test_conda_forge_pytorch_depends_on_its_run_requirements_all_in_the_channel(
+    root: Path, kind: str
+) -> None:
+    """The pytorch output's run requirements of conda-forge/pytorch-cpu-feedstock 2.7.1, and for
+    a CUDA build the CUDA libraries' run_exports: each met in conda-forge itself, as a
+    conda-forge-only channel list must."""
+    forge = {
+        **repodata(root, "anaconda/cloud/conda-forge", "linux-64"),
+        **repodata(root, "anaconda/cloud/conda-forge", "noarch"),
+    }
+    [pytorch] = [r for n, r in forge.items() if n.startswith(f"pytorch-2.7.1-{kind}_generic")]
+    depends = pytorch["depends"]
+    assert {"filelock", "jinja2", "networkx", "sympy >=1.13.3", "typing_extensions >=4.10.0",
+            "optree >=0.13.0"} <= set(depends)  # fmt: skip
+    cuda = {"cuda126": "12.6.77", "cuda129": "12.9.79"}.get(kind)
+    if cuda:
+        assert f"cuda-cudart >={cuda},<13.0a0" in depends
+        assert {"cudnn >=9.10.1.4,<10.0a0", "nccl >=2.26.5.1,<3.0a0"} <= set(depends)
+        assert sum(d.startswith(("cuda-", "libcu")) for d in depends) == 11
+    else:
+        assert not any(d.startswith(("__cuda", "cuda-", "libcu", "cudnn", "nccl")) for d in depends)
+    for dependency in depends:
+        if dependency.startswith(("__", "python ")):
+            continue
+        found = providers(forge, dependency)
+        assert found, f"{kind}: nothing provides {dependency}"
+        if dependency.startswith(("cuda-", "libcu")) and not dependency.startswith("cuda-version"):
+            # Each component is tied to its CUDA minor, so the build's cuda-version picks it.
+            pins = [d for r in found for d in r["depends"] if d.startswith("cuda-version ")]
+            assert len(pins) == len(found), dependency
+            assert f"cuda-version >={cuda[:4]},<" in " ".join(pins), dependency
 
 
 def test_conda_records_carry_the_dependencies_that_pick_a_variant(root: Path) -> None:
@@ -190,16 +268,9 @@ def test_pytorch_cuda_pulls_the_nvidia_channel_as_the_real_one_does(root: Path) 
     for record, line in ((cuda121, "12.1"), (cuda118, "11.8")):
         assert len(record["depends"]) == (13 if line == "12.1" else 12)
         for dependency in record["depends"]:
-            spec = MatchSpec(dependency, strict=False)
-            providers = [
-                r
-                for r in nvidia.values()
-                if spec.matches(
-                    PackageRecord(r["name"], r["version"], BuildString(r["build"]), 0, "linux-64")
-                )
-            ]
-            assert len(providers) == 1, dependency
-            assert providers[0]["version"].startswith(
+            found = providers(nvidia, dependency)
+            assert len(found) == 1, dependency
+            assert found[0]["version"].startswith(
                 {"12.1": ("12.1", "12.0", "11.0", "11.4"), "11.8": ("11.", "10.")}[line]
             ), dependency
     runtime = nvidia["cuda-runtime-12.1.0-0.tar.bz2"]
@@ -300,9 +371,8 @@ def test_the_pep_503_index_links_each_project_and_its_files_by_relative_path(mir
     simple = f"{process.url}/pypi/web/simple/"
     _, _, index = fetch(simple)
     projects = hrefs(index)
-    assert {"torch/", "torchvision/", "torchaudio/", "nvidia-cuda-runtime-cu12/", "pip/"} <= set(
-        projects
-    )
+    assert {"torch/", "torchvision/", "torchaudio/", "nvidia-cuda-runtime-cu12/", "pip/",
+            "sympy/", "typing-extensions/", "markupsafe/"} <= set(projects)  # fmt: skip
     for project in projects:
         page_url = urljoin(simple, project)
         _, _, page = fetch(page_url)
@@ -328,20 +398,78 @@ def wheel_metadata(data: bytes) -> str:
         return wheel.read(name).decode()
 
 
+# The Requires-Dist the CUDA wheels of torch 2.9.1 add (data/dependency_shapes.yaml), by variant.
+LINUX = '; platform_system == "Linux" and platform_machine == "x86_64"'
+CUDA_REQUIRES = {
+    "cpu": set(),
+    "cu126": {"nvidia-cuda-runtime-cu12==12.6.77", "nvidia-cublas-cu12==12.6.4.1",
+              "nvidia-cudnn-cu12==9.10.2.21", "nvidia-nccl-cu12==2.27.5", "triton==3.5.1"},
+    "cu128": {"nvidia-cuda-runtime-cu12==12.8.90", "nvidia-cublas-cu12==12.8.4.1",
+              "nvidia-cudnn-cu12==9.10.2.21", "nvidia-nccl-cu12==2.27.5", "triton==3.5.1"},
+}  # fmt: skip
+PURE_REQUIRES = {"filelock", "typing-extensions>=4.10.0", "sympy>=1.13.3", "networkx>=2.5.1",
+                 "jinja2", "fsspec>=0.8.5"}  # fmt: skip
+
+
+def requires_dist(metadata: str) -> list[str]:
+    return [line.removeprefix("Requires-Dist: ") for line in metadata.splitlines()
+            if line.startswith("Requires-Dist: ")]  # fmt: skip
+
+
+def on_pypi(base: str, requirement: str) -> list[str]:
+    """The files of PyPI's page of ``requirement``'s project whose version it accepts."""
+    wanted = Requirement(requirement)
+    status, _, page = fetch(f"{base}/pypi/web/simple/{canonicalize_name(wanted.name)}/")
+    assert status == 200, requirement
+    names = [href.split("#")[0].rsplit("/", 1)[-1] for href in hrefs(page)]
+    return [n for n in names if parse_wheel_filename(n)[1] in wanted.specifier]
+
+
+def test_pypis_torch_requires_the_real_set_and_pypi_holds_all_of_it(mirror) -> None:
+    """PyPI's default torch (cu128, unlabelled) requires the pure-Python set and, on Linux x86_64,
+    the nvidia-*-cu12 wheels and triton, each pinned; every one (and what sympy and jinja2
+    require in turn) is on the mirror's PyPI."""
+    process, _ = mirror
+    page_url = f"{process.url}/pypi/web/simple/torch/"
+    [href] = hrefs(fetch(page_url)[2])
+    requires = requires_dist(wheel_metadata(fetch(urljoin(page_url, href.split("#")[0]))[2]))
+    assert {r.removesuffix(LINUX) for r in requires if r.endswith(LINUX)} >= CUDA_REQUIRES["cu128"]
+    assert sum(r.startswith("nvidia-") for r in requires) == 15
+    assert set(requires) >= PURE_REQUIRES
+    for requirement in [*requires, "mpmath<1.4,>=1.1.0", "MarkupSafe>=2.0"]:
+        if "python_version >=" in requirement:
+            continue  # setuptools: not for the hosts' Python 3.11
+        assert on_pypi(process.url, requirement.split(";")[0]), requirement
+
+
 @pytest.mark.parametrize("variant", WHEEL_PAGES)
 def test_flat_wheel_pages_list_labelled_wheels_beside_them(mirror, variant: str) -> None:
+    """Each page carries the variant's torch family and, as download.pytorch.org's index does,
+    the wheels its torch requires; those are on the mirror's PyPI too."""
     process, _ = mirror
     page_url = f"{process.url}/pytorch-wheels/{variant}/"
     status, headers, page = fetch(page_url)
     assert (status, headers["Content-Type"]) == (200, "text/html")
     links = hrefs(page)
-    assert [href.split("-")[0] for href in links] == ["torch", "torchvision", "torchaudio"]
-    torch_href = links[0]
+    family = [href for href in links if href.startswith(("torch-", "torchvision-", "torchaudio-"))]
+    assert [href.split("-")[0] for href in family] == ["torch", "torchvision", "torchaudio"]
+    torch_href = family[0]
     assert torch_href.startswith(f"torch-2.9.1%2B{variant}-cp311-cp311-manylinux_2_28_x86_64.whl#")
     file_url, _, digest = urljoin(page_url, torch_href).partition("#sha256=")
     _, _, data = fetch(file_url)
     assert hashlib.sha256(data).hexdigest() == digest
     assert f"Version: 2.9.1+{variant}\n" in wheel_metadata(data)
+    requires = requires_dist(wheel_metadata(data))
+    marked = {r.removesuffix(LINUX) for r in requires if r.endswith(LINUX)}
+    assert CUDA_REQUIRES[variant] <= marked
+    assert len(marked) == (0 if variant == "cpu" else 16)
+    assert set(requires) >= PURE_REQUIRES
+    beside = {href.split("#")[0] for href in links} - {href.split("#")[0] for href in family}
+    for requirement in requires:
+        if "python_version >=" in requirement:
+            continue
+        files = on_pypi(process.url, requirement.split(";")[0])
+        assert set(files) & beside, f"{variant}: {requirement} is not on the page"
 
 
 def test_head_gives_the_length_without_a_body(mirror, root: Path) -> None:

@@ -187,16 +187,12 @@ def fallback_bases(plan: Plan, fallbacks: list[Plan]) -> list[list[tuple[str, st
 def diff(use: LockUse, host_state: HostState, plan: Plan, fallbacks: list[Plan]) -> EnvDiff:
     """The env against its lock, as the deploy's other steps read a difference (ok or not)."""
     packages = use.packages
-    accepted = (
-        []
-        if plan.installer == PIP
-        else locked.accepted_urls(packages, fallback_bases(plan, fallbacks))
-    )
+    accepted = locked.accepted_urls(packages, fallback_bases(plan, fallbacks))
     found = lock_diff(
         packages, host_state.env_packages, plan.installer, accepted,
         foreign=host_state.env_is_foreign(plan.installer),
     )  # fmt: skip
-    return EnvDiff(found.action, found.problems)
+    return EnvDiff(found.action, found.problems, foreign=found.foreign)
 
 
 def install(

@@ -156,6 +156,7 @@ def _conda_steps(
         accepted=accepted,
         foreign=host_state.env_is_foreign("conda"),
         cache=cache,
+        channel_urls=list(plan.channel_urls),
     )
 
 
@@ -297,6 +298,8 @@ def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
     )
     if locked:
         diff = locks.diff(locked, host_state, plan, fallbacks)
+    # A package from outside the mirror is repaired below; the report says which it was.
+    run.notes = [f"{line}: installed again from the mirror" for line in diff.foreign]
     conda_bootstrap.install(bootstrap)
     lock = _lock_if_changing(host_state, settings, plan, mirror, catalog, diff)
     env_history.record_before_change(host_state, settings, diff, plan)
@@ -326,6 +329,7 @@ def _install_pytorch(settings: Settings, cache: lab_cache.Site | None) -> None:
             fallbacks=[PipSource.of(fallback) for fallback in fallbacks],
             foreign=host_state.env_is_foreign("pip"),
             cache=via.url if via else None,
+            accepted=accepted,
         )
     pip.pip_index(
         name="Point pip at the mirror",

@@ -42,6 +42,8 @@ class HostRun:
     step: str | None = None
     probe: dict | None = None
     verdict: ProbeVerdict | None = None
+    # What the deploy noticed on the host beyond its verdict (packages from outside the mirror).
+    notes: list[str] = field(default_factory=list)
 
 
 # conda names its errors as a CamelCase word and a colon (CondaHTTPError:, PackagesNotFoundError:,
@@ -52,13 +54,18 @@ _NAMED_ERROR = re.compile(r"^(?:[A-Z][a-z]+(?:[A-Z][A-Za-z]*)+|ERROR):\s")
 def first_error_line(lines: list[str]) -> str | None:
     """The line of a failed command's output that says what went wrong: labtorch's own, else
     the first that names an error as conda and pip name them, else the first that says error or
-    failed, else the last line printed."""
+    failed, else the last line printed. A named error that ends in a colon is followed by its
+    first item: conda's "Encountered problems while solving:" says nothing of which until its
+    "- nothing provides cuda-cudart >=12.1,<12.2 needed by pytorch-cuda-12.1-..." line."""
     printed = [line.strip() for line in lines if line.strip()]
     for line in printed:
         if line.startswith("labtorch: "):
             return line.removeprefix("labtorch: ")
-    for line in printed:
+    for index, line in enumerate(printed):
         if _NAMED_ERROR.match(line):
+            following = printed[index + 1 : index + 2]
+            if line.endswith(":") and following and following[0].startswith("- "):
+                return f"{line} {following[0].removeprefix('- ')}"
             return line
     for line in printed:
         if "error" in line.lower() or "failed" in line.lower():
@@ -129,7 +136,7 @@ class RunState:
                     run.verdict if run else None,
                     step=step,
                     checked=now,
-                    notes=self._notes(target),
+                    notes=[*(run.notes if run else ()), *self._notes(target)],
                 )
             )
         return records

@@ -189,6 +189,10 @@ def host_state_script(
             ' grep -H -o -m1 \'"url": *"[^"]*"\' "$prefix"/conda-meta/*.json 2>/dev/null',
             f'echo {MARK} dist-info; ls -d "$prefix"/lib/python3*/site-packages/*.dist-info'
             " 2>/dev/null",
+            # Where pip took each distribution installed from a URL (a lock's `name @ url`).
+            f'echo {MARK} direct-url; [ -f "$prefix/pyvenv.cfg" ] && grep -H -o -m1'
+            ' \'"url": *"[^"]*"\' "$prefix"/lib/python3*/site-packages/*.dist-info/direct_url.json'
+            " 2>/dev/null",
             f'echo {MARK} conda-meta-files; ls "$prefix"/conda-meta/*.json 2>/dev/null',
             f'echo {MARK} probe-cache; cat "$prefix/{CACHE}" 2>/dev/null && echo',
             f'echo {MARK} run-lock; [ -d "$prefix{LOCK_SUFFIX}" ] &&'
@@ -257,6 +261,9 @@ _CONDA_META = re.compile(
     r'^(?P<file>.*/conda-meta/(?P<dist>[^/]+)\.json):\s*"url":\s*"(?P<url>[^"]*)"'
 )
 _DIST_INFO = re.compile(r"/(?P<name>[^/]+?)-(?P<version>[^-/]+)\.dist-info$")
+_DIRECT_URL = re.compile(
+    r'^(?P<dist_info>.*\.dist-info)/direct_url\.json:\s*"url":\s*"(?P<url>[^"]*)"'
+)
 
 
 def parse_conda_meta(lines: list[str]) -> dict[str, InstalledPackage]:
@@ -276,14 +283,24 @@ def parse_conda_meta(lines: list[str]) -> dict[str, InstalledPackage]:
     return packages
 
 
-def parse_dist_info(lines: list[str]) -> dict[str, InstalledPackage]:
-    """``*.dist-info`` directory names -> pip distributions with their full version label."""
+def parse_dist_info(
+    lines: list[str], direct_urls: list[str] | None = None
+) -> dict[str, InstalledPackage]:
+    """``*.dist-info`` directory names -> pip distributions with their full version label, and
+    the URL of each that ``direct_urls`` (``grep -H -o '"url": "..."' */direct_url.json``
+    lines) records."""
+    urls = {
+        found.group("dist_info"): found.group("url") or None
+        for line in direct_urls or ()
+        if (found := _DIRECT_URL.match(line.strip()))
+    }
     packages = {}
     for line in lines:
         match = _DIST_INFO.search(line.strip())
         if match:
             name = match.group("name").lower().replace("_", "-")
-            packages[name] = InstalledPackage(name, match.group("version"), None, None)
+            url = urls.get(line.strip())
+            packages[name] = InstalledPackage(name, match.group("version"), None, url)
     return packages
 
 
@@ -333,7 +350,7 @@ def parse_host_state(lines: list[str]) -> HostState:
     packages = None
     if prefix is not None:
         packages = parse_conda_meta(sections.get("conda-meta", [])) or parse_dist_info(
-            sections.get("dist-info", [])
+            sections.get("dist-info", []), sections.get("direct-url", [])
         )
     return HostState(
         system=system,

@@ -17,6 +17,8 @@ _PLATFORMS = {
     ("windows", "amd64"): "win-64",
     ("windows", "x86_64"): "win-64",
 }
+# Every subdir a conda channel has: the platforms, and noarch.
+CONDA_SUBDIRS = frozenset({*_PLATFORMS.values(), "noarch"})
 # The machine name that release data keys its floors by (glibc, macOS) for each platform.
 _MACHINES = {
     "linux-64": "x86_64",

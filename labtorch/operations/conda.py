@@ -13,6 +13,7 @@ from labtorch.operations.util.shell import first_that_succeeds, shell_command
 from labtorch.rules.commands import Arg, conda_install, conda_remove_offline
 from labtorch.rules.envdiff import CREATE, OK, REPLACE, env_diff
 from labtorch.rules.model import PackagePin
+from labtorch.rules.provenance import channel_of
 
 
 @operation()
@@ -62,6 +63,7 @@ def env(
     accepted: list[str] | None = None,
     foreign: bool = False,
     cache: str | None = None,
+    channel_urls: list[str] | None = None,
 ):
     """
     Create or repair the conda env at ``prefix`` so that it holds exactly the plan's pins.
@@ -69,9 +71,9 @@ def env(
     Installs with ``--override-channels`` and only the plan's channels (resolved to the mirror
     by the condarc labtorch owns), so nothing is fetched upstream; when that install fails, the
     same pins from each fallback mirror's channel URLs in turn. A matching env is left alone;
-    a pinned package that came from anywhere but an accepted mirror is reinstalled from the
-    mirror; a directory at ``prefix`` that is not an env is moved aside, never deleted; other
-    envs are never touched.
+    a package, pinned or a dependency, that came from anywhere but an accepted mirror is
+    reinstalled from the mirror; a directory at ``prefix`` that is not an env is moved aside,
+    never deleted; other envs are never touched.
 
     + conda: the conda executable
     + prefix: the env's directory (by path, not by name: a user's ``envs_dirs`` must not move it)
@@ -85,6 +87,8 @@ def env(
     + foreign: a directory that is not a conda env is at ``prefix``
     + cache: the lab cache's URL when the first attempt goes through it: the attempt runs
       only when the cache answers, and the next (the mirror itself) follows when not
+    + channel_urls: the plan's channels as URLs on the mirror, in the order of ``channels``:
+      where a dependency from elsewhere is reinstalled from
     """
     verdict = env_diff(pins, installed, accepted, foreign=foreign)
     if verdict.action == OK:
@@ -103,7 +107,7 @@ def env(
                 verb,
                 ("-p", prefix),
                 attempt,
-                _specs(pins, verdict.reinstall, attempt_urls),
+                _specs(pins, verdict.reinstall, attempt_urls, installed or {}),
                 python=python if creating else None,
                 unattended=True,
                 cuda_override=cuda,
@@ -111,7 +115,13 @@ def env(
             )
         )
         for attempt, attempt_urls in (
-            (channels, {pin.source: pin.url for pin in pins}),
+            (
+                channels,
+                {
+                    **dict(zip(channels, channel_urls or (), strict=False)),
+                    **{pin.source: pin.url for pin in pins},
+                },
+            ),
             *((urls, dict(zip(channels, urls, strict=False))) for urls in fallback_channels or ()),
         )
     ]
@@ -120,11 +130,26 @@ def env(
     yield first_that_succeeds(attempts)
 
 
-def _specs(pins: list[PackagePin], reinstall: tuple[str, ...], urls: dict[str, str]) -> list[str]:
+def _specs(
+    pins: list[PackagePin],
+    reinstall: tuple[str, ...],
+    urls: dict[str, str],
+    installed: dict[str, InstalledPackage],
+) -> list[str]:
     """The pins' specs; those to reinstall bound to their channel's URL on the mirror
     (``https://.../conda-forge::pytorch=...``): conda matches such a spec only with a record of
-    that channel, so it cannot keep the installed one that came from elsewhere."""
-    return [
+    that channel, so it cannot keep the installed one that came from elsewhere. A dependency to
+    reinstall is bound, by name alone, to the plan's channel its URL names (``conda-forge`` of
+    ``https://conda.anaconda.org/conda-forge/...``), else to the first: the solve picks the
+    version the mirror has."""
+    specs = [
         f"{urls.get(pin.source, pin.url)}::{pin.spec}" if pin.name in reinstall else pin.spec
         for pin in pins
     ]
+    pinned = {pin.name for pin in pins}
+    first = next(iter(urls.values()), None)
+    for name in reinstall:
+        if name not in pinned:
+            channel = channel_of(installed[name].url or "")
+            specs.append(f"{urls.get(channel or '', first)}::{name}")
+    return specs

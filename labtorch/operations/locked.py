@@ -168,7 +168,7 @@ def venv(
       when it answers, and the mirror itself follows when not
     """
     fallbacks = fallbacks or []
-    diff = lock_diff(packages, installed, PIP, foreign=foreign)
+    diff = lock_diff(packages, installed, PIP, accepted_urls(packages, fallbacks), foreign=foreign)
     if diff.action == OK:
         host.noop(f"venv {prefix} holds exactly the {len(packages)} packages of {lock_id}")
         return
@@ -182,7 +182,7 @@ def venv(
     if wanted:
         install = shell_command(
             pip_install_locked(venv_python, _LOCK_FILE, report=f"{prefix}/{PIP_REPORT}",
-                               unattended=True)
+                               unattended=True, force_reinstall=bool(diff.foreign))
         )  # fmt: skip
         attempts = [
             with_lock_file(text, install)

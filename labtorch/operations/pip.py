@@ -51,6 +51,7 @@ def venv(
     fallbacks: list[PipSource] | None = None,
     foreign: bool = False,
     cache: str | None = None,
+    accepted: list[str] | None = None,
 ):
     """
     Create or repair the venv ``prefix`` so that it holds exactly the plan's pins.
@@ -58,8 +59,10 @@ def venv(
     Pins carry their full local label (``torch==2.9.1+cu126``), which only the variant's wheel
     page can satisfy; dependencies come from the mirror's PyPI. When that install fails, the
     same pins from each fallback mirror in turn. A pinned distribution with another label is
-    uninstalled first: pip would keep ``2.9.1+cpu`` for ``torch==2.9.1``. A directory at
-    ``prefix`` that is not a venv is moved aside, never deleted.
+    uninstalled first: pip would keep ``2.9.1+cpu`` for ``torch==2.9.1``. A distribution,
+    pinned or a dependency, whose recorded URL (``direct_url.json``) lies outside the accepted
+    mirrors is installed again from the mirror. A directory at ``prefix`` that is not a venv is
+    moved aside, never deleted.
 
     + python: the interpreter that creates the venv
     + prefix: the venv's directory
@@ -71,8 +74,9 @@ def venv(
     + foreign: a directory that is not a venv is at ``prefix``
     + cache: the lab cache's URL when the first attempt goes through it: the attempt runs
       only when the cache answers, and the next (the mirror itself) follows when not
+    + accepted: URL prefixes the venv's distributions may come from (None: not checked)
     """
-    verdict = env_diff(pins, installed, foreign=foreign)
+    verdict = env_diff(pins, installed, accepted, foreign=foreign)
     if verdict.action == OK:
         host.noop(f"venv {prefix} already holds {', '.join(p.spec for p in pins)}")
         return
@@ -84,7 +88,11 @@ def venv(
     if verdict.remove:
         yield shell_command(pip_uninstall(venv_python, verdict.remove))
     # pip records no index URL of its own; the report it writes is the probe's provenance.
+    pinned = {pin.name for pin in pins}
     specs = [pin.spec for pin in pins]
+    # A dependency from elsewhere is asked for by its version, from the mirror's index.
+    specs += [f"{name}=={installed[name].version}" for name in verdict.reinstall
+              if name not in pinned and installed]  # fmt: skip
     attempts = [
         shell_command(
             pip_install(
@@ -93,6 +101,7 @@ def venv(
                 specs,
                 report=f"{prefix}/{PIP_REPORT}",
                 unattended=True,
+                force_reinstall=bool(verdict.reinstall),
             )
         )
         for source in (PipSource(index_url, wheel_index), *(fallbacks or ()))

@@ -21,8 +21,10 @@ JSON schema (``schema: 1``)::
                       "devices": [{"index", "name", "capability", "matmul"}]} | null,
         "provenance": {"torch": url | null, ...},
         "probe": {"passed": bool, "failures": [str, ...], "notes": [str, ...]} | null,
-        "notes": [str, ...] (what else the deploy noticed: the lab cache bypassed, and why;
-                  on the cache host, what it fetched and which files a fallback mirror served)
+        "notes": [str, ...] (what else the deploy noticed: packages of the env, dependencies
+                  included, that came from outside the mirror and were installed again; the lab
+                  cache bypassed, and why; on the cache host, what it fetched and which files a
+                  fallback mirror served)
      }]}
 
 An audit (``labtorch report``) has the same shape, plus ``"kind": "audit"`` at the top (a deploy's
@@ -112,7 +114,8 @@ def host_record(
     + step: the deploy's step that failed (``Install torch into the conda env``), if one did
     + checked: when this host was last deployed (ISO 8601); its record is kept as it was by a
       later run that did not target it
-    + notes: what else the deploy noticed on the host (the lab cache)
+    + notes: what else the deploy noticed on the host (packages from outside the mirror, the
+      lab cache)
     """
     if refusal:
         status, reason = "failed", refusal

@@ -86,15 +86,20 @@ def pip_install(
     *,
     report: str | None = None,
     unattended: bool = False,
+    force_reinstall: bool = False,
 ) -> list[Word]:
     """``python -m pip install`` of ``specs`` from ``source``'s index (and its wheel page).
 
     + report: where pip writes its install report (the probe's provenance on the pip route)
     + unattended: add ``-q --disable-pip-version-check`` (the deploy)
+    + force_reinstall: fetch the specs again even where the venv holds them (from elsewhere):
+      pip keeps an installed distribution of the same version, wherever it came from
     """
     words: list[Word] = [*python, "-m", "pip", "install"]
     if unattended:
         words += _PIP_UNATTENDED
+    if force_reinstall:
+        words.append("--force-reinstall")
     if report:
         words += ["--report", Arg(report)]
     words += ["--index-url", Arg(source.index_url)]
@@ -114,14 +119,25 @@ def conda_install_explicit(
 
 
 def pip_install_locked(
-    python: Sequence[Word], lock_file: Word, *, report: str | None = None, unattended: bool = False
+    python: Sequence[Word],
+    lock_file: Word,
+    *,
+    report: str | None = None,
+    unattended: bool = False,
+    force_reinstall: bool = False,
 ) -> list[Word]:
     """``python -m pip install --no-deps --require-hashes --no-index -r LOCK`` of a hashed lock of
     direct references: pip downloads exactly its URLs, refuses any file whose sha256 differs
-    before installing anything, reads no index page and resolves nothing."""
+    before installing anything, reads no index page and resolves nothing.
+
+    + force_reinstall: replace the lock's distributions the venv holds in the same version from
+      elsewhere (pip keeps an installed version even for another URL)
+    """
     words: list[Word] = [*python, "-m", "pip", "install"]
     if unattended:
         words += _PIP_UNATTENDED
+    if force_reinstall:
+        words.append("--force-reinstall")
     if report:
         words += ["--report", Arg(report)]
     return [*words, "--no-deps", "--require-hashes", "--no-index", "-r", lock_file]

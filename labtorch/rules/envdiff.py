@@ -2,7 +2,8 @@
 
 Versions are compared as full strings (``2.9.1+cu126`` is not ``2.9.1+cpu``: PEP 440 would call
 ``==2.9.1`` satisfied by both) and conda builds by their exact string or the plan's glob. A
-package whose recorded URL is not on an accepted mirror is reinstalled from the mirror.
+package whose recorded URL is not on an accepted mirror, pinned or a dependency, is reinstalled
+from the mirror.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from fnmatch import fnmatchcase
 
 from labtorch.facts.host_state import InstalledPackage
 from labtorch.rules.model import PackagePin
-from labtorch.rules.provenance import is_under
+from labtorch.rules.provenance import foreign_line, foreign_packages
 
 OK = "ok"
 CREATE = "create"
@@ -36,13 +37,16 @@ class EnvDiff:
     + remove: packages to remove before the install: a variant marker that would block the
       switch (conda), or a pinned distribution whose installed label pip would wrongly accept
       (``2.9.1+cpu`` satisfies ``==2.9.1``)
-    + reinstall: pinned packages that are right but came from elsewhere than the mirror
+    + reinstall: packages, pinned or dependencies, that are right but came from elsewhere than
+      the mirror
+    + foreign: one line per package from elsewhere than the mirror, for the report
     """
 
     action: str
     problems: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
     reinstall: tuple[str, ...] = ()
+    foreign: tuple[str, ...] = ()
 
 
 def _describe(package: InstalledPackage) -> str:
@@ -84,8 +88,9 @@ def env_diff(
     """Compare an env with every pin of a plan, toolkit included.
 
     + installed: the env's packages (None: no env)
-    + accepted: URL prefixes a package may have come from (None: provenance not checked; a
-      package with no recorded URL, as pip's dist-info, cannot be judged here)
+    + accepted: URL prefixes every package of the env, dependencies included, may have come
+      from (None: provenance not checked; a package with no recorded URL, as a pip index
+      install, cannot be judged here)
     + foreign: a directory is at the env's path but it is not an env
     """
     if foreign:
@@ -100,14 +105,10 @@ def env_diff(
         markers = tuple(m for m in _VARIANT_MARKERS if m in installed and m not in wanted)
         relabelled = tuple(pin.name for pin, _ in wrong if _label_kept_by_pip(pin, installed))
         return EnvDiff(REPAIR, tuple(problem for _, problem in wrong), markers + relabelled)
-    elsewhere = [
-        installed[pin.name]
-        for pin in pins
-        if accepted is not None
-        and installed[pin.name].url is not None
-        and not is_under(installed[pin.name].url, accepted)
-    ]
+    elsewhere = foreign_packages(installed, accepted) if accepted is not None else []
     if elsewhere:
-        problems = tuple(f"{p.name} came from {p.url}, not from the mirror" for p in elsewhere)
-        return EnvDiff(REPAIR, problems, reinstall=tuple(p.name for p in elsewhere))
+        problems = tuple(map(foreign_line, elsewhere))
+        return EnvDiff(
+            REPAIR, problems, reinstall=tuple(p.name for p in elsewhere), foreign=problems
+        )
     return EnvDiff(OK)

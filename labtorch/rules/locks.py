@@ -422,12 +422,14 @@ class LockDiff:
     + install: the lock's packages to install (missing, another build or version, or from
       elsewhere than the mirror and its fallbacks)
     + remove: installed packages the lock does not have
+    + foreign: the problems of packages from elsewhere than the mirror, for the report
     """
 
     action: str
     problems: tuple[str, ...] = ()
     install: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
+    foreign: tuple[str, ...] = ()
 
 
 def _installed_describe(package: InstalledPackage) -> str:
@@ -455,7 +457,7 @@ def lock_diff(
     wanted = {normalize(p.name) if pip else p.name: p for p in packages}
     have = {normalize(name) if pip else name: p for name, p in installed.items()}
     accepted = set(accepted_urls)
-    problems, install, remove = [], [], []
+    problems, install, remove, foreign = [], [], [], []
     for name, package in sorted(wanted.items()):
         found = have.get(name)
         if found is None:
@@ -464,7 +466,8 @@ def lock_diff(
             problems.append(f"{_installed_describe(found)} is installed, the lock has "
                             f"{package.describe()}")  # fmt: skip
         elif found.url and found.url != package.url and found.url not in accepted:
-            problems.append(f"{package.filename} came from {found.url}, not from the lock's mirror")
+            foreign.append(f"{package.filename} came from {found.url}, not from the lock's mirror")
+            problems.append(foreign[-1])
         else:
             continue
         install.append(package.name)
@@ -474,7 +477,7 @@ def lock_diff(
             remove.append(found.name)
     if not problems:
         return LockDiff(OK)
-    return LockDiff(REPAIR, tuple(problems), tuple(install), tuple(remove))
+    return LockDiff(REPAIR, tuple(problems), tuple(install), tuple(remove), tuple(foreign))
 
 
 # ---- the index -------------------------------------------------------------------------------

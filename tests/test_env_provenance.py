@@ -1,0 +1,121 @@
+"""Provenance of a whole env, dependencies included (issue 17): which packages came from outside
+the mirror, what the env's diff and its lock's diff make of them, and where a venv's URLs are
+read from (pure)."""
+
+from __future__ import annotations
+
+import pytest
+from test_locks import PYTORCH, TORCH_WHEEL, TRITON, M
+
+from labtorch.facts.host_state import InstalledPackage, parse_dist_info
+from labtorch.rules.envdiff import OK, REPAIR, env_diff
+from labtorch.rules.locks import lock_diff
+from labtorch.rules.model import PackagePin
+from labtorch.rules.provenance import channel_of, foreign_packages
+
+MIRROR = "https://m/anaconda/cloud/conda-forge"
+UPSTREAM = "https://conda.anaconda.org/conda-forge"
+
+
+@pytest.mark.parametrize(
+    ("url", "channel"),
+    [
+        (f"{UPSTREAM}/noarch/filelock-3.18.0-pyhd8ed1ab_0.conda", "conda-forge"),
+        ("https://conda.anaconda.org/nvidia/linux-64/cuda-cudart-12.1.105-0.tar.bz2", "nvidia"),
+        ("https://m/anaconda/pkgs/main/linux-64/python-3.11.2-h_0.tar.bz2", "main"),
+        ("https://m/x/linux-aarch64/a-1-0.conda", "x"),
+        ("file:///tmp/libcublas-12.6.4.1-h_0.conda", None),
+        ("https://files.pythonhosted.org/packages/filelock-3.20.0-py3-none-any.whl", None),
+    ],
+)
+def test_the_channel_a_package_url_names(url, channel):
+    assert channel_of(url) == channel
+
+
+def _pkg(name: str, url: str | None, version: str = "1.0", build: str | None = "h_0"):
+    return InstalledPackage(name, version, build, url)
+
+
+@pytest.mark.parametrize(
+    ("urls", "foreign"),
+    [
+        ({"pytorch": f"{MIRROR}/linux-64/p.conda", "filelock": f"{MIRROR}/noarch/f.conda"}, []),
+        ({"pytorch": f"{MIRROR}/linux-64/p.conda", "filelock": f"{UPSTREAM}/noarch/f.conda"},
+         ["filelock"]),
+        # A name that only starts like the mirror's channel is not under it.
+        ({"sympy": f"{MIRROR}-old/noarch/s.conda", "zlib": "file:///tmp/z.conda"},
+         ["sympy", "zlib"]),
+        # No recorded URL (a pip index install): not judged.
+        ({"jinja2": None}, []),
+    ],
+)  # fmt: skip
+def test_foreign_packages_are_those_outside_the_accepted_prefixes(urls, foreign):
+    installed = {name: _pkg(name, url) for name, url in urls.items()}
+    assert [p.name for p in foreign_packages(installed, [MIRROR])] == foreign
+
+
+PIN = PackagePin("pytorch", "2.7.1", "cuda126*", "conda-forge", MIRROR)
+TORCH = _pkg("pytorch", f"{MIRROR}/linux-64/pytorch.conda", "2.7.1", "cuda126_generic_0")
+
+
+@pytest.mark.parametrize(
+    ("dependency", "accepted", "action", "reinstall"),
+    [
+        (_pkg("filelock", f"{MIRROR}/noarch/filelock.conda"), [MIRROR], OK, ()),
+        (_pkg("filelock", f"{UPSTREAM}/noarch/filelock.conda"), [MIRROR], REPAIR, ("filelock",)),
+        (_pkg("filelock", f"{UPSTREAM}/noarch/filelock.conda"), None, OK, ()),
+        (_pkg("filelock", None), [MIRROR], OK, ()),
+    ],
+)  # fmt: skip
+def test_a_dependency_from_elsewhere_is_reinstalled_like_a_pin(
+    dependency, accepted, action, reinstall
+):
+    diff = env_diff([PIN], {"pytorch": TORCH, "filelock": dependency}, accepted)
+    assert (diff.action, diff.reinstall) == (action, reinstall)
+    assert diff.foreign == tuple(f"filelock came from {dependency.url}, not from the mirror"
+                                 for _ in reinstall)  # fmt: skip
+
+
+def test_a_wrong_pin_is_repaired_first_and_says_nothing_of_provenance():
+    cpu = _pkg("pytorch", f"{MIRROR}/linux-64/cpu.conda", "2.7.1", "cpu_generic_0")
+    elsewhere = _pkg("filelock", f"{UPSTREAM}/noarch/filelock.conda")
+    diff = env_diff([PIN], {"pytorch": cpu, "filelock": elsewhere}, [MIRROR])
+    assert (diff.action, diff.foreign) == (REPAIR, ())
+
+
+def test_the_lock_names_each_file_from_elsewhere_for_the_report():
+    moved = InstalledPackage(PYTORCH.name, PYTORCH.version, PYTORCH.build,
+                             f"{UPSTREAM}/linux-64/{PYTORCH.filename}")  # fmt: skip
+    diff = lock_diff([PYTORCH], {"pytorch": moved}, "conda")
+    assert diff.install == ("pytorch",)
+    assert diff.foreign == (
+        f"{PYTORCH.filename} came from {UPSTREAM}/linux-64/{PYTORCH.filename}, not from the "
+        "lock's mirror",
+    )
+    on_fallback = f"https://fallback/{M.split('://')[1]}/linux-64/{PYTORCH.filename}"
+    kept = InstalledPackage(PYTORCH.name, PYTORCH.version, PYTORCH.build, on_fallback)
+    assert lock_diff([PYTORCH], {"pytorch": kept}, "conda", [on_fallback]).action == OK
+
+
+def test_a_venv_dependency_from_elsewhere_is_drift_from_its_lock():
+    """A lock's venv records each wheel's URL (pip's direct_url.json): a dependency of the same
+    version from upstream PyPI is installed again from the lock."""
+    upstream = "https://files.pythonhosted.org/packages/triton-3.5.1.whl"
+    venv = {
+        "torch": InstalledPackage("torch", TORCH_WHEEL.version, None, TORCH_WHEEL.url),
+        "triton": InstalledPackage("triton", TRITON.version, None, upstream),
+    }
+    diff = lock_diff([TORCH_WHEEL, TRITON], venv, "pip")
+    assert (diff.action, diff.install) == (REPAIR, ("triton",))
+    assert len(diff.foreign) == 1 and upstream in diff.foreign[0]
+
+
+def test_a_venvs_urls_are_its_direct_url_records():
+    site = "/v/lib/python3.11/site-packages"
+    packages = parse_dist_info(
+        [f"{site}/torch-2.9.1+cpu.dist-info", f"{site}/typing_extensions-4.15.0.dist-info"],
+        [f'{site}/torch-2.9.1+cpu.dist-info/direct_url.json:"url": "https://m/t.whl"',
+         "not a grep line"],
+    )  # fmt: skip
+    assert packages["torch"].url == "https://m/t.whl"
+    assert packages["typing-extensions"].url is None
