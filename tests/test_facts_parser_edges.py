@@ -4,6 +4,7 @@ that is not JSON. Each case is an input written out and the value it must read a
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,8 +16,13 @@ from labtorch.facts.cache_host import (
     parse_upstream_log,
     upstream_log_script,
 )
-from labtorch.facts.env_discovery import parse_envs
-from labtorch.facts.env_history import parse_rollback_state, parse_states, rollback_result
+from labtorch.facts.env_discovery import parse_audit, parse_envs
+from labtorch.facts.env_history import (
+    parse_rollback_state,
+    parse_states,
+    rollback_result,
+    rollback_state_script,
+)
 from labtorch.facts.host_state import InstalledPackage, parse_dist_info, parse_host_state
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
 from labtorch.facts.platform import conda_platform, platform_machine
@@ -327,3 +333,27 @@ def test_dist_info_lines_that_are_no_distribution_are_skipped() -> None:
     assert parse_dist_info(lines) == {
         "torch-audio": InstalledPackage("torch-audio", "2.9.1+cu126", None, None)
     }
+
+
+def test_the_rollback_read_run_by_sh_prints_the_state_and_every_kept_history_entry(
+    tmp_path: Path,
+) -> None:
+    history = tmp_path / "venvs" / "torch" / ".labtorch-history"
+    history.mkdir(parents=True)
+    (tmp_path / "venvs" / "torch" / "pyvenv.cfg").write_text("home = /usr/bin\n")
+    (history / "0002.json").write_text('{"id": 2, "torch": "2.9.1+cu126"}')
+    (history / "0001.json").write_text('{"id": 1, "torch": "2.9.1+cpu"}\n')
+    (history / "notes.txt").write_text('{"id": 9}\n')
+    script = rollback_state_script("pip", "torch", "user", str(tmp_path / "venvs"), "env")
+    done = subprocess.run(
+        ["sh", "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    state, states = parse_rollback_state(done.stdout.splitlines())
+    assert state.env_prefix == f"{tmp_path}/venvs/torch"
+    assert state.env_kinds == ("venv",)
+    assert states == [{"id": 1, "torch": "2.9.1+cpu"}, {"id": 2, "torch": "2.9.1+cu126"}]
+
+
+def test_output_without_the_audit_marker_is_not_an_audit() -> None:
+    with pytest.raises(ValueError, match=r"^not labtorch audit output \(no audit marker\)$"):
+        parse_audit(["@@labtorch system", "Linux", "@@labtorch-env venv /opt/v"])
