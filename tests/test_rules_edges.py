@@ -1,0 +1,268 @@
+"""The rules on what the shipped data and the acceptance tables do not reach: a release whose
+conda build has no confirmed arch list (the data allows it: the next release may ship before its
+arch list is read), a report without a CUDA version or without GPUs, nvidia-smi failing on a
+host asked for the CPU build, and the one-line summaries. Inputs and the expected sentences are
+written out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from labtorch.data.compat import load_compat, load_compat_files
+from labtorch.data.files import DATA_DIR
+from labtorch.data.gpus import ComputeCapability, Gpu
+from labtorch.data.mirrors import load_catalog
+from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
+from labtorch.rules.driver import driver_need, runs_strict
+from labtorch.rules.model import HostFacts, PackagePin, Plan, Request
+from labtorch.rules.plan import plan_for_host
+
+COMPAT = load_compat()
+CATALOG = load_catalog()
+A100 = Gpu(0, "NVIDIA A100-SXM4-40GB", capability=ComputeCapability(8, 0))
+
+
+def report(driver: str | None, cuda: str | None, *gpus: Gpu, form: str = "table") -> SmiReport:
+    return SmiReport(driver_version=driver, cuda_version=cuda, gpus=gpus, output_format=form)
+
+
+# ---- driver -----------------------------------------------------------------------------------
+
+
+FLOOR_126 = "the full-support floor of CUDA 12.6"
+
+
+@pytest.mark.parametrize(
+    ("driver", "variant", "runs", "why"),
+    [
+        # A report that gives the driver but not its CUDA version (a CSV query): the driver is
+        # held to the full-support floor of the build's CUDA.
+        (
+            "560.35.03",
+            "cu126",
+            True,
+            "driver 560.35.03 >= 560.28.03, the full-support floor of CUDA 12.6",
+        ),
+        (
+            "560.28.03",
+            "cu126",
+            True,
+            "driver 560.28.03 >= 560.28.03, the full-support floor of CUDA 12.6",
+        ),
+        (
+            "555.42.06",
+            "cu126",
+            False,
+            "CUDA 12.6 needs driver >= 560.28.03; this host has 555.42.06",
+        ),
+        (
+            None,
+            "cu118",
+            False,
+            "CUDA 11.8 needs driver >= 520.61.05; this host has no known driver",
+        ),
+    ],
+)
+def test_without_a_cuda_version_the_driver_meets_the_full_support_floor(
+    driver, variant, runs, why
+) -> None:
+    assert runs_strict(variant, report(driver, None, form="csv"), "linux", COMPAT) == (runs, why)
+
+
+@pytest.mark.parametrize(
+    ("variant", "policy", "os_name", "need"),
+    [
+        ("cu126", "minor", "linux", "driver >= 525.60.13"),
+        ("cu126", "minor", "windows", "driver >= 528.33"),
+        ("cu126", "strict", "linux", "a driver that supports CUDA 12.6 (>= 560.28.03)"),
+        ("cu128", "auto", "windows", "a driver that supports CUDA 12.8 (>= 570.65)"),
+    ],
+)
+def test_the_driver_a_build_needs_under_each_policy(variant, policy, os_name, need) -> None:
+    assert driver_need(variant, policy, os_name, COMPAT) == need
+
+
+# ---- the plan's summary -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reasons", "summary"),
+    [
+        (
+            ("no build of torch 9.9 exists", "torch 9.9 is not a release"),
+            "refused: torch 9.9 is not a release",
+        ),
+        ((), "refused: no reason given"),
+    ],
+)
+def test_a_refusal_summarises_as_its_last_reason(reasons, summary) -> None:
+    plan = Plan(
+        refused=True, torch_release="9.9", installer="conda", platform="linux-64", reasons=reasons
+    )
+    assert plan.summary() == summary
+
+
+TORCH = PackagePin("torch", "2.9.1+cu126", None, "pip", "https://mirror/simple")
+NVCC = PackagePin("cuda-nvcc", "12.6", None, "conda-forge", "https://mirror/conda-forge")
+
+
+@pytest.mark.parametrize(
+    ("plan", "summary"),
+    [
+        (
+            Plan(
+                False,
+                "2.9.1",
+                "pip",
+                "linux-64",
+                "cu126",
+                "12.6",
+                "3.12",
+                (TORCH,),
+                (NVCC,),
+                reasons=("Python 3.12: the host's", "cu126: the newest CUDA build"),
+                warnings=("first warning", "second warning"),
+            ),
+            "cu126 (CUDA 12.6), Python 3.12: torch==2.9.1+cu126 cuda-nvcc=12.6; "
+            "cu126: the newest CUDA build; warning: first warning",
+        ),
+        (
+            Plan(
+                False,
+                "2.9.1",
+                "pip",
+                "linux-64",
+                "cpu",
+                None,
+                "3.12",
+                (PackagePin("torch", "2.9.1+cpu", None, "pytorch-wheels", "u"),),
+                reasons=("Python 3.12: the host's", "CPU build: asked for"),
+            ),
+            "cpu (no CUDA), Python 3.12: torch==2.9.1+cpu; CPU build: asked for",
+        ),
+        # No reason names the variant: the first reason is given.
+        (
+            Plan(
+                False,
+                "2.9.1",
+                "conda",
+                "linux-64",
+                "cu126",
+                "12.6",
+                "3.12",
+                (PackagePin("pytorch", "2.7.1", None, "conda-forge", "u"),),
+                reasons=("Python 3.12: the newest",),
+            ),
+            "cu126 (CUDA 12.6), Python 3.12: pytorch=2.7.1; Python 3.12: the newest",
+        ),
+        (
+            Plan(False, "2.9.1", "conda", "linux-64", "cu126", "12.6", "3.12"),
+            "cu126 (CUDA 12.6), Python 3.12: ; ",
+        ),
+    ],
+)
+def test_a_plan_summarises_as_build_pins_and_the_reason_that_chose_it(plan, summary) -> None:
+    assert plan.summary() == summary
+
+
+# ---- nvidia-smi that says nothing usable ------------------------------------------------------
+
+
+def _plan(facts: HostFacts, compat=COMPAT, **request) -> Plan:
+    return plan_for_host(facts, Request(**request), compat, CATALOG)
+
+
+FAILED = SmiFailure(
+    SmiFailureKind.DRIVER_NOT_LOADED,
+    "the NVIDIA kernel module is not loaded",
+    "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
+)
+
+
+def test_nvidia_smi_failing_on_a_host_asked_for_cpu_is_a_warning_not_a_refusal() -> None:
+    plan = _plan(
+        HostFacts(nvidia_smi=FAILED), torch="2.9.1", installer="pip", variant="cpu", python="3.12"
+    )
+    assert (plan.refused, plan.variant) == (False, "cpu")
+    assert plan.warnings[0] == (
+        "nvidia-smi failed (driver-not-loaded): the NVIDIA kernel module is not loaded"
+    )
+
+
+@pytest.mark.parametrize(
+    ("variant", "refused"),
+    [("cpu", False), ("auto", True)],
+)
+def test_a_report_without_gpus_plans_cpu_only_when_asked(variant, refused) -> None:
+    facts = HostFacts(nvidia_smi=report("560.35.03", "12.6", form="version"))
+    plan = _plan(facts, torch="2.9.1", installer="pip", variant=variant, python="3.12")
+    assert plan.refused == refused
+    said = (
+        "the nvidia-smi output lists no GPU, so their compute capability cannot be checked; "
+        "give the output of `nvidia-smi -q -x` or plain `nvidia-smi`"
+    )
+    assert (said in plan.reasons) == refused
+
+
+# ---- a conda build whose arch list is not confirmed -------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def unconfirmed(tmp_path_factory) -> dict:
+    """torch 2.3's data with the pytorch channel's arch list of one variant left out, each."""
+    compats = {}
+    for variant in ("cu118", "cu121"):
+        releases = yaml.safe_load((DATA_DIR / "releases.yaml").read_text())
+        del releases["releases"]["2.3"]["conda_pytorch"]["arch"][variant]
+        path = Path(tmp_path_factory.mktemp(variant)) / "releases.yaml"
+        path.write_text(yaml.safe_dump(releases, sort_keys=False))
+        compats[variant] = load_compat_files(path, DATA_DIR / "cuda.yaml")
+    return compats
+
+
+UNCONFIRMED_121 = (
+    "the arch list of the pytorch conda channel's cu121 build is not confirmed; labtorch could "
+    "not check its kernels against the GPUs"
+)
+
+
+@pytest.mark.parametrize("policy", ["auto", "strict", "minor"])
+def test_an_unconfirmed_arch_list_is_chosen_with_a_warning(unconfirmed, policy) -> None:
+    facts = HostFacts(nvidia_smi=report("550.54.14", "12.4", A100))
+    plan = _plan(
+        facts, unconfirmed["cu121"], torch="2.3.1", conda_channel="pytorch", driver_policy=policy
+    )
+    assert (plan.refused, plan.variant) == (False, "cu121")
+    assert plan.reasons[1] == (
+        "cu121: the newest CUDA build of torch 2.3.1 from the pytorch conda channel that this "
+        "host can use; the driver supports CUDA 12.4 >= 12.1; its arch list is not confirmed"
+    )
+    assert UNCONFIRMED_121 in plan.warnings
+
+
+def test_auto_does_not_take_a_minor_compat_build_whose_arch_list_is_unconfirmed(
+    unconfirmed,
+) -> None:
+    facts = HostFacts(nvidia_smi=report("470.182.03", "11.4", A100))
+    plan = _plan(facts, unconfirmed["cu118"], torch="2.3.1", conda_channel="pytorch")
+    assert (plan.refused, plan.variant) == (False, "cpu")
+    assert (
+        "not cu118 under minor-version compatibility: its arch list is not confirmed, so "
+        "labtorch cannot tell whether a GPU would need a JIT"
+    ) in plan.reasons
+
+
+def test_minor_takes_it_and_says_the_arch_list_is_not_confirmed(unconfirmed) -> None:
+    facts = HostFacts(nvidia_smi=report("470.182.03", "11.4", A100))
+    plan = _plan(
+        facts, unconfirmed["cu118"], torch="2.3.1", conda_channel="pytorch", driver_policy="minor"
+    )
+    assert (plan.refused, plan.variant) == (False, "cu118")
+    assert (
+        "cu118: the newest CUDA build of torch 2.3.1 from the pytorch conda channel that this "
+        "host can use; driver 470.182.03 runs CUDA 11.8 under minor-version compatibility "
+        "(needs >= 450.80.02; some features are limited); its arch list is not confirmed"
+    ) in plan.reasons
