@@ -14,7 +14,7 @@ import yaml
 from labtorch.data.compat import load_compat, load_compat_files
 from labtorch.data.files import DATA_DIR
 from labtorch.data.gpus import ComputeCapability, Gpu
-from labtorch.data.mirrors import load_catalog
+from labtorch.data.mirrors import Mirror, load_catalog
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
 from labtorch.rules.driver import driver_need, runs_strict
 from labtorch.rules.model import HostFacts, PackagePin, Plan, Request
@@ -266,3 +266,55 @@ def test_minor_takes_it_and_says_the_arch_list_is_not_confirmed(unconfirmed) -> 
         "host can use; driver 470.182.03 runs CUDA 11.8 under minor-version compatibility "
         "(needs >= 450.80.02; some features are limited); its arch list is not confirmed"
     ) in plan.reasons
+
+
+# ---- facts the data marks unconfirmed, a toolkit the mirror lacks ------------------------------
+
+
+@pytest.fixture(scope="module")
+def marked(tmp_path_factory):
+    """The shipped data with CUDA 12.6's full-support floor and torch 2.3's cu121 cuDNN marked
+    unconfirmed."""
+    folder = Path(tmp_path_factory.mktemp("marked"))
+    cuda = yaml.safe_load((DATA_DIR / "cuda.yaml").read_text())
+    cuda["cuda"]["12.6"]["unconfirmed"] = ["full"]
+    releases = yaml.safe_load((DATA_DIR / "releases.yaml").read_text())
+    releases["releases"]["2.3"]["unconfirmed"] = ["conda_pytorch.cudnn.cu121"]
+    (folder / "cuda.yaml").write_text(yaml.safe_dump(cuda, sort_keys=False))
+    (folder / "releases.yaml").write_text(yaml.safe_dump(releases, sort_keys=False))
+    return load_compat_files(folder / "releases.yaml", folder / "cuda.yaml")
+
+
+def test_an_unconfirmed_driver_floor_is_a_warning(marked) -> None:
+    facts = HostFacts(nvidia_smi=report("560.35.03", "12.6", A100))
+    plan = _plan(facts, marked, torch="2.9.1", installer="pip", python="3.12")
+    assert plan.variant == "cu126"
+    assert "the driver floor of CUDA 12.6 (full) is not confirmed" in plan.warnings
+
+
+def test_an_unconfirmed_cudnn_in_the_build_string_is_a_warning_with_the_check(marked) -> None:
+    facts = HostFacts(nvidia_smi=report("550.54.14", "12.4", A100))
+    plan = _plan(facts, marked, torch="2.3.1", conda_channel="pytorch")
+    assert plan.variant == "cu121"
+    assert (
+        "the cuDNN part of the build string (cudnn8.9.2) is not confirmed by the reference; "
+        "check it with `conda search -c https://mirrors.tuna.tsinghua.edu.cn/anaconda/cloud/"
+        "pytorch pytorch=2.3.1`"
+    ) in plan.warnings
+
+
+def test_a_toolkit_the_mirror_does_not_carry_is_left_out_with_a_warning() -> None:
+    tuna = CATALOG["tuna"]
+    mirror = Mirror(**{**tuna.__dict__, "name": "pt-only", "channels": ("pytorch", "nvidia")})
+    facts = HostFacts(nvidia_smi=report("550.54.14", "12.4", A100))
+    plan = plan_for_host(
+        facts,
+        Request(torch="2.3.1", conda_channel="pytorch", toolkit=True, mirror="pt-only"),
+        COMPAT,
+        CATALOG.with_mirror(mirror),
+    )
+    assert (plan.refused, plan.variant, plan.toolkit) == (False, "cu121", ())
+    assert (
+        plan.warnings[0]
+        == "no CUDA toolkit: pt-only does not mirror the conda channel 'conda-forge'"
+    )
