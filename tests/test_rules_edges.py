@@ -16,9 +16,12 @@ from labtorch.data.files import DATA_DIR
 from labtorch.data.gpus import ComputeCapability, Gpu
 from labtorch.data.mirrors import Mirror, load_catalog
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport
+from labtorch.rules.commands import pip_install_locked, render
 from labtorch.rules.driver import driver_need, runs_strict
-from labtorch.rules.model import HostFacts, PackagePin, Plan, Request
+from labtorch.rules.history import listing_fingerprint, rollback_verdict
+from labtorch.rules.model import HostFacts, PackagePin, Plan, Request, RequestError
 from labtorch.rules.plan import plan_for_host
+from labtorch.rules.verdict import Expectation, judge
 
 COMPAT = load_compat()
 CATALOG = load_catalog()
@@ -318,3 +321,98 @@ def test_a_toolkit_the_mirror_does_not_carry_is_left_out_with_a_warning() -> Non
         plan.warnings[0]
         == "no CUDA toolkit: pt-only does not mirror the conda channel 'conda-forge'"
     )
+
+
+# ---- small refusals and readings --------------------------------------------------------------
+
+
+def test_an_unknown_conda_channel_is_refused() -> None:
+    with pytest.raises(RequestError) as caught:
+        _plan(HostFacts(), torch="2.9.1", conda_channel="anaconda")
+    assert str(caught.value) == "unknown conda channel 'anaconda'; use auto, pytorch, conda-forge"
+
+
+def test_pip_on_macos_takes_pypi_s_cpu_and_mps_wheels() -> None:
+    plan = _plan(
+        HostFacts(platform="osx-arm64", macos="14.5"), torch="2.9.1", installer="pip", python="3.12"
+    )
+    assert (plan.refused, plan.variant, plan.cuda) == (False, "cpu", None)
+    assert plan.packages[0].spec == "torch==2.9.1"
+
+
+@pytest.mark.parametrize(
+    ("shell", "error"),
+    [
+        ("fish", "unknown shell 'fish'; use posix, cmd, powershell"),
+        ("bash", "unknown shell 'bash'; use posix, cmd, powershell"),
+    ],
+)
+def test_rendering_for_an_unknown_shell_is_refused(shell, error) -> None:
+    with pytest.raises(ValueError) as caught:
+        render(["pip", "install", "torch"], shell=shell)
+    assert str(caught.value) == error
+
+
+@pytest.mark.parametrize(
+    ("unattended", "force", "words"),
+    [
+        (False, False, ["python", "-m", "pip", "install"]),
+        (False, True, ["python", "-m", "pip", "install", "--force-reinstall"]),
+    ],
+)
+def test_a_locked_pip_install_forces_the_reinstall_only_when_asked(unattended, force, words):
+    command = pip_install_locked(
+        ["python"], "lock.txt", unattended=unattended, force_reinstall=force
+    )
+    assert command[: len(words)] == words
+    assert ("--force-reinstall" in command) == force
+
+
+@pytest.mark.parametrize(
+    ("listing", "fingerprint"),
+    [
+        (
+            (
+                "torch-2.9.1+cu126.dist-info",
+                "README.txt",
+                "__pycache__",
+                "Torch_Audio-2.9.1.dist-info",
+            ),
+            ["torch-audio==2.9.1", "torch==2.9.1+cu126"],
+        ),
+        ((), []),
+    ],
+)
+def test_a_pip_listing_s_fingerprint_reads_dist_info_folders_only(listing, fingerprint) -> None:
+    assert listing_fingerprint("pip", listing) == fingerprint
+
+
+def test_a_rolled_back_env_without_torch_is_not_the_recorded_state() -> None:
+    probe = {
+        "packages": {"torch": {"version": None, "error": "No module named 'torch'"}},
+        "origins": {},
+    }
+    verdict = rollback_verdict(probe, "2.3.1", 0)
+    assert not verdict.passed
+    assert verdict.failures[0] == "torch is missing, not the recorded 2.3.1"
+
+
+def test_a_companion_that_fails_to_import_fails_the_verdict() -> None:
+    probe = {
+        "packages": {
+            "torch": {"version": "2.9.1+cpu", "error": None},
+            "torchvision": {
+                "version": None,
+                "error": "RuntimeError: operator torchvision::nms does not exist",
+            },
+            # Not installed at all is not a failure.
+            "torchaudio": {"version": None, "error": "No module named 'torchaudio'"},
+        },
+        "origins": {},
+        "gpu": {"cuda": None, "available": False, "arch_list": [], "devices": [], "warnings": []},
+        "cpu_matmul": "ok",
+    }
+    verdict = judge(probe, Expectation("2.9.1+cpu", "cpu", None, 0))
+    assert verdict.failures == [
+        "torchvision does not import: RuntimeError: operator torchvision::nms does not exist"
+    ]
