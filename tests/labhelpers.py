@@ -19,13 +19,20 @@ PYINFRA = str(Path(sys.executable).parent / "pyinfra")
 
 
 @contextmanager
-def running_lab(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
-    """The default hosts (9) in a state directory of their own, for one test module (needs root)."""
+def running_lab(
+    tmp_path_factory: pytest.TempPathFactory, name: str, profiles: str | None = None
+) -> Iterator[Path]:
+    """A lab in a state directory of its own, for one test module (needs root): the default
+    hosts (9), or those of ``profiles`` (a profiles file's text, e.g. ``"lab: [h100, cpu]"``)."""
     if os.geteuid() != 0:
         pytest.skip("the simulated lab needs root")
     state_dir = tmp_path_factory.mktemp(name)
+    profiles_file = None
+    if profiles is not None:
+        profiles_file = state_dir / "profiles.yaml"
+        profiles_file.write_text(profiles)
     try:
-        lab.up(None, None, state_dir)
+        lab.up(None, profiles_file, state_dir)
         yield state_dir
     finally:
         lab.down(state_dir)

@@ -12,13 +12,13 @@ replaced by its CPU build with ``cpuonly`` (which is removed).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from labhelpers import deploy as run_deploy
-from labhelpers import ssh
+from labhelpers import running_lab, ssh
 
 from labtorch_sim import lab
 from labtorch_sim.mirror import read_log
@@ -37,17 +37,9 @@ EXPECTED = {
 
 
 @pytest.fixture(scope="module")
-def lab_dir(tmp_path_factory) -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("the simulated lab needs root")
-    state_dir = tmp_path_factory.mktemp("article-lab")
-    profiles = state_dir / "article.yaml"
-    profiles.write_text(PROFILES)
-    try:
-        lab.up(None, profiles, state_dir)
+def lab_dir(tmp_path_factory) -> Iterator[Path]:
+    with running_lab(tmp_path_factory, "article-lab", PROFILES) as state_dir:
         yield state_dir
-    finally:
-        lab.down(state_dir)
 
 
 def must(done: subprocess.CompletedProcess) -> str:

@@ -10,7 +10,6 @@ install from the mirror hold only packages whose records name the mirror.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-from labhelpers import deploy, env_urls, not_from_the_mirror, ssh
+from labhelpers import deploy, env_urls, not_from_the_mirror, running_lab, ssh
 
 from labtorch_sim import lab
 from labtorch_sim.mirror import read_log
@@ -35,16 +34,8 @@ INDEX = "/pypi/web/simple/"
 
 @pytest.fixture(scope="module")
 def lab_dir(tmp_path_factory) -> Iterator[Path]:
-    if os.geteuid() != 0:
-        pytest.skip("the simulated lab needs root")
-    state_dir = tmp_path_factory.mktemp("mirror-only-lab")
-    profiles = state_dir / "profiles.yaml"
-    profiles.write_text(PROFILES)
-    try:
-        lab.up(None, profiles, state_dir)
+    with running_lab(tmp_path_factory, "mirror-only-lab", PROFILES) as state_dir:
         yield state_dir
-    finally:
-        lab.down(state_dir)
 
 
 @pytest.fixture(scope="module")
