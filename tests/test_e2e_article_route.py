@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from labhelpers import deploy as run_deploy
-from labhelpers import running_lab, ssh
+from labhelpers import not_from_the_mirror, running_lab, ssh
 
 from labtorch_sim import lab
 from labtorch_sim.mirror import read_log
@@ -99,6 +99,7 @@ def test_every_download_came_from_the_mirror(lab_dir):
         assert all(entry["base_url"].startswith(url) for entry in packages.values()), host
         nvidia = [entry for entry in packages.values() if entry["channel"] == "nvidia"]
         assert all(e["base_url"] == f"{url}/anaconda/cloud/nvidia" for e in nvidia), host
+    assert not_from_the_mirror(lab_dir, HOSTS) == {}
 
 
 def test_second_run_changes_nothing(lab_dir):
