@@ -119,3 +119,45 @@ def test_a_venvs_urls_are_its_direct_url_records():
     )  # fmt: skip
     assert packages["torch"].url == "https://m/t.whl"
     assert packages["typing-extensions"].url is None
+
+
+SITE = "/v/lib/python3.11/site-packages"
+REPORTED = [
+    '"url": "http://m/pypi/web/packages/ab/cd/nvidia_cublas_cu12-12.8.4.1-py3-none-manylinux_2_27_x86_64.whl"',
+    '"url": "https://files.pythonhosted.org/packages/ef/01/sympy-1.14.0-py3-none-any.whl"',
+    '"url": "http://m/pytorch-wheels/cpu/torch-2.9.1%2Bcpu-cp311-cp311-manylinux_2_28_x86_64.whl"',
+    '"url": "http://m/pypi/web/packages/aa/bb/MarkupSafe-3.0.2.tar.gz"',
+    '"url": "git+https://example.org/repo.git"',
+    "not a grep line",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("dist_info", "name", "url"),
+    [
+        # a wheel's file name says the distribution (normalised) and the version
+        ("nvidia_cublas_cu12-12.8.4.1", "nvidia-cublas-cu12",
+         "http://m/pypi/web/packages/ab/cd/nvidia_cublas_cu12-12.8.4.1-py3-none-manylinux_2_27_x86_64.whl"),
+        ("sympy-1.14.0", "sympy", "https://files.pythonhosted.org/packages/ef/01/sympy-1.14.0-py3-none-any.whl"),
+        # the local label is part of the version: +cpu's file is not the default build's
+        ("torch-2.9.1+cpu", "torch",
+         "http://m/pytorch-wheels/cpu/torch-2.9.1%2Bcpu-cp311-cp311-manylinux_2_28_x86_64.whl"),
+        ("torch-2.9.1", "torch", None),
+        # an sdist names its distribution too
+        ("MarkupSafe-3.0.2", "markupsafe", "http://m/pypi/web/packages/aa/bb/MarkupSafe-3.0.2.tar.gz"),
+        # another version of a reported distribution, or one in no report: no URL known
+        ("sympy-1.13.3", "sympy", None),
+        ("six-1.16.0", "six", None),
+    ],
+)  # fmt: skip
+def test_a_venvs_index_installs_take_their_url_from_pips_install_report(dist_info, name, url):
+    packages = parse_dist_info([f"{SITE}/{dist_info}.dist-info"], [], REPORTED)
+    assert packages[name].url == url
+
+
+def test_direct_url_json_wins_over_the_install_report():
+    """A lock's install records its URL in direct_url.json: the report of a later install that
+    took the same file from elsewhere does not rewrite where the installed one came from."""
+    lines = [f"{SITE}/torch-2.9.1+cpu.dist-info"]
+    direct = [f'{SITE}/torch-2.9.1+cpu.dist-info/direct_url.json:"url": "http://m/lock/t.whl"']
+    assert parse_dist_info(lines, direct, REPORTED)["torch"].url == "http://m/lock/t.whl"

@@ -12,11 +12,21 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, replace
+from urllib.parse import unquote, urlsplit
+
+from packaging.utils import (
+    InvalidSdistFilename,
+    InvalidWheelFilename,
+    canonicalize_name,
+    parse_sdist_filename,
+    parse_wheel_filename,
+)
+from packaging.version import InvalidVersion, Version
 
 from labtorch.data.gpus import ComputeCapability
 from labtorch.facts.nvidia_smi import SmiFailure, SmiFailureKind, SmiReport, parse_nvidia_smi
 from labtorch.facts.platform import conda_platform
-from labtorch.facts.probe_script import CACHE
+from labtorch.facts.probe_script import CACHE, PIP_REPORT
 
 MARK = "@@labtorch"
 # The directory a deploy holds while it changes an env (labtorch.rules.run_lock).
@@ -193,6 +203,10 @@ def host_state_script(
             f'echo {MARK} direct-url; [ -f "$prefix/pyvenv.cfg" ] && grep -H -o -m1'
             ' \'"url": *"[^"]*"\' "$prefix"/lib/python3*/site-packages/*.dist-info/direct_url.json'
             " 2>/dev/null",
+            # Where pip took each distribution it installed from an index: the install report
+            # labtorch asks pip for (a file name says which distribution; the last install's).
+            f'echo {MARK} pip-report; [ -f "$prefix/pyvenv.cfg" ] &&'
+            f' grep -o \'"url": *"[^"]*"\' "$prefix/{PIP_REPORT}" 2>/dev/null',
             f'echo {MARK} conda-meta-files; ls "$prefix"/conda-meta/*.json 2>/dev/null',
             f'echo {MARK} probe-cache; cat "$prefix/{CACHE}" 2>/dev/null && echo',
             f'echo {MARK} run-lock; [ -d "$prefix{LOCK_SUFFIX}" ] &&'
@@ -284,24 +298,61 @@ def parse_conda_meta(lines: list[str]) -> dict[str, InstalledPackage]:
 
 
 def parse_dist_info(
-    lines: list[str], direct_urls: list[str] | None = None
+    lines: list[str], direct_urls: list[str] | None = None, reported_urls: list[str] | None = None
 ) -> dict[str, InstalledPackage]:
     """``*.dist-info`` directory names -> pip distributions with their full version label, and
-    the URL of each that ``direct_urls`` (``grep -H -o '"url": "..."' */direct_url.json``
-    lines) records."""
+    the URL each came from: what its ``direct_url.json`` records (``direct_urls``: ``grep -H -o
+    '"url": "..."' */direct_url.json`` lines), else the URL of pip's install report
+    (``reported_urls``: ``grep -o '"url": "..."'`` of it) whose file name is that distribution
+    at that version."""
     urls = {
         found.group("dist_info"): found.group("url") or None
         for line in direct_urls or ()
         if (found := _DIRECT_URL.match(line.strip()))
     }
+    reported = _reported_files(reported_urls or [])
     packages = {}
     for line in lines:
         match = _DIST_INFO.search(line.strip())
         if match:
             name = match.group("name").lower().replace("_", "-")
-            url = urls.get(line.strip())
-            packages[name] = InstalledPackage(name, match.group("version"), None, url)
+            version = match.group("version")
+            url = urls.get(line.strip()) or reported.get((canonicalize_name(name), _label(version)))
+            packages[name] = InstalledPackage(name, version, None, url)
     return packages
+
+
+_REPORTED_URL = re.compile(r'^"url":\s*"(?P<url>[^"]+)"$')
+
+
+def _reported_files(lines: list[str]) -> dict[tuple[str, str | None], str]:
+    """The URLs of an install report by the distribution and version their file names say
+    (wheels and sdists; a URL of no such file, a VCS checkout say, names nothing)."""
+    found = {}
+    for line in lines:
+        match = _REPORTED_URL.match(line.strip())
+        if not match:
+            continue
+        url = match.group("url")
+        filename = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
+        try:
+            name, version, _, _ = parse_wheel_filename(filename)
+        except InvalidWheelFilename:
+            try:
+                name, version = parse_sdist_filename(filename)
+            except InvalidSdistFilename:
+                continue
+        found[(name, str(version))] = url
+    return found
+
+
+def _label(version: str) -> str | None:
+    """A version as :class:`packaging.version.Version` writes it (``2.9.1+cpu``), which is how a
+    file name and a dist-info name compare; None when it is no PEP 440 version."""
+    try:
+        return str(Version(version))
+    except InvalidVersion:
+        return None
 
 
 def _nvidia_smi(sections: dict[str, list[str]]) -> SmiReport | SmiFailure | None:
@@ -350,7 +401,9 @@ def parse_host_state(lines: list[str]) -> HostState:
     packages = None
     if prefix is not None:
         packages = parse_conda_meta(sections.get("conda-meta", [])) or parse_dist_info(
-            sections.get("dist-info", []), sections.get("direct-url", [])
+            sections.get("dist-info", []),
+            sections.get("direct-url", []),
+            sections.get("pip-report", []),
         )
     return HostState(
         system=system,
