@@ -76,11 +76,33 @@ def test_a_dependency_from_elsewhere_is_reinstalled_like_a_pin(
                                  for _ in reinstall)  # fmt: skip
 
 
-def test_a_wrong_pin_is_repaired_first_and_says_nothing_of_provenance():
+def test_a_wrong_pin_and_a_dependency_from_elsewhere_are_repaired_by_one_install():
     cpu = _pkg("pytorch", f"{MIRROR}/linux-64/cpu.conda", "2.7.1", "cpu_generic_0")
     elsewhere = _pkg("filelock", f"{UPSTREAM}/noarch/filelock.conda")
     diff = env_diff([PIN], {"pytorch": cpu, "filelock": elsewhere}, [MIRROR])
-    assert (diff.action, diff.foreign) == (REPAIR, ())
+    line = f"filelock came from {UPSTREAM}/noarch/filelock.conda, not from the mirror"
+    assert (diff.action, diff.reinstall, diff.foreign) == (REPAIR, ("filelock",), (line,))
+    assert diff.problems == (
+        "pytorch 2.7.1 cpu_generic_0 is installed, the plan wants pytorch 2.7.1 cuda126*",
+        line,
+    )
+
+
+def test_a_wrong_pin_from_elsewhere_is_replaced_not_reinstalled():
+    cpu = _pkg("pytorch", f"{UPSTREAM}/linux-64/cpu.conda", "2.7.1", "cpu_generic_0")
+    diff = env_diff([PIN], {"pytorch": cpu}, [MIRROR])
+    assert (diff.action, diff.reinstall, diff.foreign) == (REPAIR, (), ())
+
+
+def test_a_variant_marker_goes_only_when_a_pin_is_wrong():
+    """cpuonly blocks a switch to the CUDA build; an env whose pins hold is left its markers
+    even when a dependency is reinstalled."""
+    marker = _pkg("cpuonly", f"{MIRROR}/noarch/cpuonly.conda", "2.0", "0")
+    cpu = _pkg("pytorch", f"{MIRROR}/linux-64/cpu.conda", "2.7.1", "cpu_generic_0")
+    elsewhere = _pkg("filelock", f"{UPSTREAM}/noarch/filelock.conda")
+    assert env_diff([PIN], {"pytorch": cpu, "cpuonly": marker}, [MIRROR]).remove == ("cpuonly",)
+    kept = env_diff([PIN], {"pytorch": TORCH, "cpuonly": marker, "filelock": elsewhere}, [MIRROR])
+    assert (kept.remove, kept.reinstall) == ((), ("filelock",))
 
 
 def test_the_lock_names_each_file_from_elsewhere_for_the_report():

@@ -100,15 +100,24 @@ def env_diff(
     wrong = [
         (pin, problem) for pin in pins if (problem := pin_problem(pin, installed.get(pin.name)))
     ]
-    if wrong:
-        wanted = {pin.name for pin in pins}
-        markers = tuple(m for m in _VARIANT_MARKERS if m in installed and m not in wanted)
-        relabelled = tuple(pin.name for pin, _ in wrong if _label_kept_by_pip(pin, installed))
-        return EnvDiff(REPAIR, tuple(problem for _, problem in wrong), markers + relabelled)
-    elsewhere = foreign_packages(installed, accepted) if accepted is not None else []
-    if elsewhere:
-        problems = tuple(map(foreign_line, elsewhere))
-        return EnvDiff(
-            REPAIR, problems, reinstall=tuple(p.name for p in elsewhere), foreign=problems
-        )
-    return EnvDiff(OK)
+    # A pin being replaced is not reinstalled as well: the install of the plan's own replaces it.
+    replaced = {pin.name for pin, _ in wrong}
+    elsewhere = [
+        package
+        for package in (foreign_packages(installed, accepted) if accepted is not None else [])
+        if package.name not in replaced
+    ]
+    if not wrong and not elsewhere:
+        return EnvDiff(OK)
+    wanted = {pin.name for pin in pins}
+    markers = tuple(m for m in _VARIANT_MARKERS if m in installed and m not in wanted and wrong)
+    relabelled = tuple(pin.name for pin, _ in wrong if _label_kept_by_pip(pin, installed))
+    foreign_lines = tuple(map(foreign_line, elsewhere))
+    # One install repairs both, so that a run converges the env whatever it found.
+    return EnvDiff(
+        REPAIR,
+        tuple(problem for _, problem in wrong) + foreign_lines,
+        markers + relabelled,
+        reinstall=tuple(package.name for package in elsewhere),
+        foreign=foreign_lines,
+    )
