@@ -110,22 +110,24 @@ for path in glob.glob("/opt/*/*/*/lib/python3*/site-packages/*.dist-info/direct_
 """
 
 
-def env_urls(lab_dir: Path, host: str) -> dict[str, str]:
-    """Where each package of each env on ``host`` came from, by the file that says so."""
+def env_urls(lab_dir: Path, host: str) -> list[tuple[str, str]]:
+    """Where each package of each env on ``host`` came from: (the file that says so, the URL),
+    one per package (pip's install report names several)."""
     done = ssh(lab_dir, host, f"python3 -c '{_ENV_URLS}'")
     assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return dict(line.split(" ", 1) for line in done.stdout.decode().splitlines())
+    return [tuple(line.split(" ", 1)) for line in done.stdout.decode().splitlines()]
 
 
-def not_from_the_mirror(lab_dir: Path, hosts: list[str]) -> dict[str, str]:
+def not_from_the_mirror(lab_dir: Path, hosts: list[str]) -> dict[str, list[str]]:
     """Every package record on these hosts whose URL is not under the lab's mirror or its
-    fallback (the sources the lab's inventory configures), by file: empty when all are."""
+    fallback (the sources the lab's inventory configures), by host and file: empty when all
+    are."""
     mirror = lab.status(lab_dir).mirror
     assert mirror is not None
     allowed = (mirror.url + "/",)  # the fallback, mirror.url + FALLBACK, lies under it
-    return {
-        f"{host}:{path}": url
-        for host in hosts
-        for path, url in env_urls(lab_dir, host).items()
-        if not url.startswith(allowed)
-    }
+    found: dict[str, list[str]] = {}
+    for host in hosts:
+        for path, url in env_urls(lab_dir, host):
+            if not url.startswith(allowed):
+                found.setdefault(f"{host}:{path}", []).append(url)
+    return found

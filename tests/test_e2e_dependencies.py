@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from labhelpers import deploy as run_deploy
-from labhelpers import running_lab, ssh
+from labhelpers import env_urls, not_from_the_mirror, running_lab, ssh
 
 from labtorch_sim import lab
 from labtorch_sim.mirror import read_mirror
@@ -183,3 +183,26 @@ def test_an_nvidia_channel_emptied_on_the_mirror_fails_the_pytorch_channel_hosts
     assert all(hosts[h]["status"] == "ok" for h in hosts if h not in results["failed_hosts"])
     results, _ = deploy(lab_dir)
     assert sorted(results["failed_hosts"]) == FAILED
+
+
+def test_without_a_lock_one_run_repairs_a_missing_pin_and_a_dependency_from_elsewhere(lab_dir):
+    """lab07 (pip, no lock: each host solves against the mirror's index) lost torch, and its
+    sympy says it came from upstream: one run installs torch and installs sympy again from the
+    mirror, every package of the venv then names the mirror, and the rerun changes nothing."""
+    wheel_record = f"{VENV}/{SITE}/sympy-*.dist-info/direct_url.json"
+    must(ssh(lab_dir, "lab07", f"{VENV}/bin/python -m pip uninstall -q -y torch"))
+    must(ssh(lab_dir, "lab07", "python3 -c \"import glob, json; p = glob.glob('" + wheel_record +
+             "')[0]; r = json.load(open(p)); r['url'] = '" + UPSTREAM_WHEEL +
+             "' + r['url'].rsplit('/', 1)[1]; json.dump(r, open(p, 'w'))\""))  # fmt: skip
+    off = ("--limit", "lab07", "--data", "torch_lock=off")
+    results, hosts = deploy(lab_dir, *off)
+    assert changed_hosts(results) == {"lab07"}
+    assert hosts["lab07"]["status"] == "ok", hosts["lab07"]
+    assert any(
+        note.startswith("sympy came from " + UPSTREAM_WHEEL) for note in hosts["lab07"]["notes"]
+    )
+    assert not_from_the_mirror(lab_dir, ["lab07"]) == {}
+    # sympy's URL is known again, from pip's install report: the mirror's
+    assert [url for _, url in env_urls(lab_dir, "lab07") if "/sympy-" in url]
+    results, _ = deploy(lab_dir, *off)
+    assert changed_hosts(results) == set()
