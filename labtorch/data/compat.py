@@ -39,11 +39,6 @@ def cuda_of_variant(variant: str) -> str | None:
     return f"{int(match.group(1))}.{match.group(2)}"
 
 
-def variant_of_cuda(cuda: str) -> str:
-    major, minor = cuda.split(".")
-    return f"cu{major}{minor}"
-
-
 def cuda_key(cuda: str) -> tuple[int, int]:
     major, minor = cuda.split(".")[:2]
     return int(major), int(minor)
@@ -97,11 +92,6 @@ class ArchList:
                 continue
             (ptx if name.startswith("compute_") else sass).append(capability)
         return cls(tuple(sorted(sass)), max(ptx) if ptx else None)
-
-    def sass_for(self, gpu: ComputeCapability) -> str | None:
-        """The SASS (``"sm_86"``) that runs on ``gpu`` without a JIT, or None."""
-        kernel = self.kernel_for(gpu)
-        return kernel if kernel and kernel.startswith("sm_") else None
 
     def kernel_for(self, gpu: ComputeCapability) -> str | None:
         """How this build runs on ``gpu``: ``"sm_86"`` (SASS), ``"compute_120"`` (PTX JIT), or None.
@@ -687,17 +677,6 @@ def parse_compat(releases_root: Node, cuda_root: Node) -> Compat:
     ordered = dict(sorted(releases.items(), key=lambda item: cuda_key(item[0])))
     if list(ordered) != list(releases):
         raise DataError(releases_root.file, "releases", "list release lines oldest first")
-    forge_cuda = {
-        cuda_of_variant(name)
-        for release in releases.values()
-        if release.conda_forge
-        for names in release.conda_forge.variants.values()
-        for name in names
-    }
-    for version in forge_cuda - set(cuda):
-        raise DataError(
-            releases_root.file, "releases", f"conda-forge CUDA {version} has no driver data"
-        )
     return Compat(
         releases=releases,
         cuda=cuda,

@@ -64,9 +64,6 @@ class Bootstrap:
     def conda(self) -> str:
         return f"{self.prefix}/bin/conda"
 
-    def urls(self) -> list[str]:
-        return [f"{source}/{self.installer}" for source in self.sources]
-
 
 def installer_for(system: str, machine: str) -> str | None:
     """The Miniforge installer for a host (``uname -s``, ``uname -m``); None where there is no
