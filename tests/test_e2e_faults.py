@@ -24,6 +24,10 @@ LOCK = "/opt/conda/envs/torch.labtorch-lock"
 # conda's own words for what the mirror refused: a failed download (CondaHTTPError, several at
 # once as CondaMultiError), or a channel that answers 404 to its index (UnavailableInvalidChannel).
 CONDA_HTTP_ERRORS = {"CondaHTTPError", "CondaMultiError", "UnavailableInvalidChannel"}
+KILL_CONDA = (
+    'me=$(readlink /proc/self/ns/mnt); for p in $(pgrep -f "[l]abtorch_sim.conda"); do '
+    '[ "$(readlink /proc/$p/ns/mnt)" = "$me" ] && kill -9 "$p"; done; true'
+)
 
 
 @pytest.fixture(scope="module")
@@ -205,7 +209,9 @@ def test_conda_killed_mid_install_is_retried_from_the_fallback(lab_dir):
             time.sleep(0.2)
         else:
             pytest.fail("lab05's conda never started")
-        assert ssh(lab_dir, "lab05", "pkill -9 -f '[l]abtorch_sim.conda'").returncode == 0
+        # The hosts share this machine's process table: only lab05's own conda (its mount
+        # namespace's) is killed, never lab04's.
+        assert ssh(lab_dir, "lab05", KILL_CONDA).returncode == 0
         status, _, stderr = finished(run, timeout_s=300)
     finally:
         set_fault(state, "/anaconda/", None)
