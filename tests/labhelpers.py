@@ -59,6 +59,19 @@ def ssh(lab_dir: Path, host: str, command: str) -> subprocess.CompletedProcess[b
     )
 
 
+def must(done: subprocess.CompletedProcess[bytes]) -> str:
+    """A command's output, once it is known to have succeeded (else its stderr fails the test)."""
+    assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return done.stdout.decode()
+
+
+def mirror_url(lab_dir: Path) -> str:
+    """Where the lab's mirror answers."""
+    mirror = lab.status(lab_dir).mirror
+    assert mirror is not None, f"no mirror in {lab_dir}"
+    return mirror.url
+
+
 def deploy_process(lab_dir: Path, report_dir: Path, *extra: str) -> subprocess.Popen[str]:
     """The real deploy on a lab, with ``--json``, started and left running."""
     return subprocess.Popen(

@@ -12,13 +12,12 @@ replaced by its CPU build with ``cpuonly`` (which is removed).
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from labhelpers import deploy as run_deploy
-from labhelpers import not_from_the_mirror, running_lab, ssh
+from labhelpers import must, not_from_the_mirror, running_lab, ssh
 
 from labtorch_sim import lab
 from labtorch_sim.mirror import read_log
@@ -40,11 +39,6 @@ EXPECTED = {
 def lab_dir(tmp_path_factory) -> Iterator[Path]:
     with running_lab(tmp_path_factory, "article-lab", PROFILES) as state_dir:
         yield state_dir
-
-
-def must(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return done.stdout.decode()
 
 
 def deploy(lab_dir: Path) -> tuple[int, dict | None, str]:

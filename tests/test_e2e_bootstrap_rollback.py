@@ -24,7 +24,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from labhelpers import REPO, running_lab, ssh
+from labhelpers import REPO, must, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
 from labtorch.cli.report import add_report_parser
@@ -62,11 +62,6 @@ def in_lab(lab_dir, monkeypatch) -> None:
     """The CLI runs pyinfra from the repository, on this lab's inventory."""
     monkeypatch.chdir(REPO)
     monkeypatch.setenv("LABTORCH_SIM_DIR", str(lab_dir))
-
-
-def must(done) -> str:
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return done.stdout.decode()
 
 
 def deploy(lab_dir: Path, tmp_path: Path, *extra: str) -> tuple[int, dict, dict]:

@@ -29,7 +29,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from labhelpers import REPO, running_lab, ssh
+from labhelpers import REPO, mirror_url, must, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
 from labtorch.rules.cache import PACKAGE_SUFFIXES, WARM_AGENT
@@ -60,17 +60,8 @@ def lab_dir(tmp_path_factory) -> Path:
         os.environ.pop(CACHE_ENV, None)
 
 
-def must(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return done.stdout.decode()
-
-
-def mirror(lab_dir: Path) -> str:
-    return lab.status(lab_dir).mirror.url
-
-
 def cache_url(lab_dir: Path) -> str:
-    return f"http://127.0.0.1:{cache_port(mirror(lab_dir))}"
+    return f"http://127.0.0.1:{cache_port(mirror_url(lab_dir))}"
 
 
 def deploy(lab_dir: Path, *extra: str) -> tuple[int, dict, dict]:
@@ -196,7 +187,7 @@ def test_nginx_listens_where_the_settings_say_and_nowhere_else(lab_dir: Path):
     master = must(ssh(lab_dir, CACHE_HOST, "cat /var/lib/labtorch-cache/nginx.pid")).strip()
     listening = must(ssh(lab_dir, CACHE_HOST, "ss -Hltnp")).splitlines()
     ours = {line.split()[3] for line in listening if f"pid={master}," in line}
-    assert ours == {f"{CACHE_BIND}:{cache_port(mirror(lab_dir))}"}
+    assert ours == {f"{CACHE_BIND}:{cache_port(mirror_url(lab_dir))}"}
 
 
 def counted_deploy(lab_dir: Path, tmp_path: Path) -> tuple[dict, dict]:
@@ -238,7 +229,7 @@ def test_cache_host_down_before_the_run(lab_dir: Path):
         (note,) = bypassed(records[name])
         assert note.startswith(f"installed without the lab cache: bypassed {url}: "), note
         assert "connect" in note.lower(), note
-        assert origin(records[name]).startswith(mirror(lab_dir) + "/"), origin(records[name])
+        assert origin(records[name]).startswith(mirror_url(lab_dir) + "/"), origin(records[name])
     assert [name for name in others(lab_dir) if bypassed(records[name])] == ["lab02", "lab07"]
     assert any(path_of(e).endswith(PACKAGE_SUFFIXES) for e in requests_since(lab_dir, start))
     # The next run, the cache host in it, starts the cache again and changes nothing else.
@@ -290,7 +281,7 @@ def test_cache_killed_in_the_middle_of_the_installs(lab_dir: Path):
     converged(records, names)
     for name in names:
         assert bypassed(records[name]), (name, notes(records[name]))
-        assert origin(records[name]).startswith(mirror(lab_dir) + "/"), origin(records[name])
+        assert origin(records[name]).startswith(mirror_url(lab_dir) + "/"), origin(records[name])
     assert status_of(f"{cache_url(lab_dir)}/labtorch-cache/status") == 0
     # Back: the next run starts the cache again; the three hosts stay converged.
     _, results, records = deploy(lab_dir)

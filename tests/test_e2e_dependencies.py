@@ -13,14 +13,12 @@ and no other host.
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
 from labhelpers import deploy as run_deploy
-from labhelpers import env_urls, not_from_the_mirror, running_lab, ssh
+from labhelpers import env_urls, mirror_url, must, not_from_the_mirror, running_lab, ssh
 
-from labtorch_sim import lab
 from labtorch_sim.mirror import read_mirror
 
 ENV = "/opt/conda/envs/torch"
@@ -36,15 +34,6 @@ NVIDIA = "anaconda-extra/cloud/nvidia"
 def lab_dir(tmp_path_factory) -> Path:
     with running_lab(tmp_path_factory, "dependencies-lab") as state_dir:
         yield state_dir
-
-
-def must(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return done.stdout.decode()
-
-
-def mirror_url(lab_dir: Path) -> str:
-    return lab.status(lab_dir).mirror.url
 
 
 def deploy(lab_dir: Path, *extra: str) -> tuple[dict, dict[str, dict]]:

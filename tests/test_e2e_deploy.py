@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labhelpers import REPO, env_urls, not_from_the_mirror, running_lab, ssh
+from labhelpers import REPO, env_urls, mirror_url, must, not_from_the_mirror, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
 from labtorch_sim import STATE_DIR_ENV, lab
@@ -76,15 +76,6 @@ def lab_dir(tmp_path_factory) -> Path:
             rc.parent.mkdir(exist_ok=True)
             rc.write_text(RC)
         yield state_dir
-
-
-def must(done: subprocess.CompletedProcess) -> str:
-    assert done.returncode == 0, done.stderr.decode(errors="replace")
-    return done.stdout.decode()
-
-
-def mirror_url(state_dir: Path) -> str:
-    return lab.status(state_dir).mirror.url
 
 
 def deploy(lab_dir: Path, *extra: str) -> tuple[int, dict | None, str]:
