@@ -29,7 +29,6 @@ from labhelpers import deploy as run_deploy
 
 from labtorch.cli.report import add_report_parser
 from labtorch.cli.rollback import add_rollback_parser
-from labtorch.deploy.settings import KEYS
 from labtorch.rules.bootstrap import MINIFORGE_CONDARC
 from labtorch_sim import lab, miniforge
 from labtorch_sim.mirror import read_log
@@ -40,10 +39,10 @@ ENV = "/opt/conda/envs/torch"
 VENV = "/opt/labtorch/venvs/torch"
 RELEASE_A = ("--data", 'torch_release="2.3.1"', "--data", "torch_conda_channel=pytorch")
 PIP = ("--data", "torch_installer=pip", "--data", 'torch_release="2.9.1"')
-# The venv test is about the pip route's own install, which keeps pip's report with each
-# file's sha256; an install from a lock (issue 13) is pip's direct references, whose hash an
-# older pip (the lab's 23.0.1) keeps nowhere unless the URL carries it.
-NO_LOCK = ("--data", "torch_lock=off") if "torch_lock" in KEYS else ()
+# A venv goes back and forth installed by the pip route's own solve and from a lock (pip's
+# direct references): either way the env's history has each file's sha256, from the install
+# report labtorch asks pip for.
+NO_LOCK = ("--data", "torch_lock=off")
 LIMIT = ("--limit", "lab01", "--limit", "lab02", "--limit", "lab09")
 
 
@@ -273,7 +272,8 @@ def test_report_shows_each_envs_history(lab_dir, on_b, tmp_path, in_lab):
 # ---- a venv -----------------------------------------------------------------------------------
 
 
-def test_a_venv_goes_back_and_forth(lab_dir, tmp_path, in_lab):
+@pytest.mark.parametrize("lock", [NO_LOCK, ()], ids=["solved-on-the-host", "from-a-lock"])
+def test_a_venv_goes_back_and_forth(lab_dir, tmp_path, in_lab, lock):
     for variant in ("cu126", "cu128"):
         code, _, report = deploy(
             lab_dir,
@@ -281,7 +281,7 @@ def test_a_venv_goes_back_and_forth(lab_dir, tmp_path, in_lab):
             "--limit",
             "lab01",
             *PIP,
-            *NO_LOCK,
+            *lock,
             "--data",
             f"torch_variant={variant}",
         )
