@@ -95,13 +95,7 @@ def pip_install(
     + force_reinstall: fetch the specs again even where the venv holds them (from elsewhere):
       pip keeps an installed distribution of the same version, wherever it came from
     """
-    words: list[Word] = [*python, "-m", "pip", "install"]
-    if unattended:
-        words += _PIP_UNATTENDED
-    if force_reinstall:
-        words.append("--force-reinstall")
-    if report:
-        words += ["--report", Arg(report)]
+    words = _pip_install(python, report, unattended, force_reinstall)
     words += ["--index-url", Arg(source.index_url)]
     if source.wheel_index:
         layout, url = source.wheel_index
@@ -133,6 +127,14 @@ def pip_install_locked(
     + force_reinstall: replace the lock's distributions the venv holds in the same version from
       elsewhere (pip keeps an installed version even for another URL)
     """
+    words = _pip_install(python, report, unattended, force_reinstall)
+    return [*words, "--no-deps", "--require-hashes", "--no-index", "-r", lock_file]
+
+
+def _pip_install(
+    python: Sequence[Word], report: str | None, unattended: bool, force_reinstall: bool
+) -> list[Word]:
+    """``python -m pip install`` and the options every pip install of labtorch's may take."""
     words: list[Word] = [*python, "-m", "pip", "install"]
     if unattended:
         words += _PIP_UNATTENDED
@@ -140,7 +142,7 @@ def pip_install_locked(
         words.append("--force-reinstall")
     if report:
         words += ["--report", Arg(report)]
-    return [*words, "--no-deps", "--require-hashes", "--no-index", "-r", lock_file]
+    return words
 
 
 def pip_uninstall(python: Sequence[Word], names: Sequence[str]) -> list[Word]:
