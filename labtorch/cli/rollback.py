@@ -23,13 +23,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from labtorch.rules.history import RESULT_ENV, TO_ENV, parse_target
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 # By path, not imported: the CLI must not pay for pyinfra before it runs it.
 DEPLOY_FILE = Path(__file__).resolve().parents[1] / "deploy" / "rollback_run.py"
-TO_ENV = "LABTORCH_ROLLBACK_TO"
-RESULT_ENV = "LABTORCH_ROLLBACK_RESULT"
 PYINFRA_TIMEOUT_S = 3600
 
 
@@ -72,20 +72,16 @@ def add_rollback_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     return parser
 
 
-def _check_target(value: str) -> str:
-    text = value.strip()
-    if text == "previous" or (text.isdigit() and int(text) > 0):
-        return text
-    raise RollbackError(f"--to takes 'previous' or a state's number (1, 2, ...), not {value!r}")
-
-
 def run_rollback(
     inventory: str, to: str, limits: list[str], dry: bool, data: list[str]
 ) -> list[dict]:
     """Run the rollback deploy through the pyinfra CLI; each targeted host's result."""
     if not Path(inventory).is_file():
         raise RollbackError(f"no inventory file {inventory}")
-    to = _check_target(to)
+    try:
+        to = str(parse_target(to))
+    except ValueError as exc:
+        raise RollbackError(str(exc)) from None
     options = [word for limit in limits for word in ("--limit", limit)]
     options += [word for item in data for word in ("--data", item)]
     options += ["--dry"] if dry else []

@@ -29,11 +29,9 @@ from labtorch.facts.nvidia_smi import SmiReport
 from labtorch.facts.pyinfra_facts import RollbackState
 from labtorch.operations import checks, rollback
 from labtorch.report.model import UNREACHABLE
-from labtorch.rules.history import PREVIOUS, choose, holds, parse_target
+from labtorch.rules.history import PREVIOUS, RESULT_ENV, TO_ENV, choose, holds, parse_target
 from labtorch.rules.verdict import ProbeVerdict
 
-TO_ENV = "LABTORCH_ROLLBACK_TO"
-RESULT_ENV = "LABTORCH_ROLLBACK_RESULT"
 RESTORE = "Put the env back"
 
 

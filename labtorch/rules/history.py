@@ -10,6 +10,9 @@ from labtorch.rules.audit_verdict import judge_env
 from labtorch.rules.verdict import ProbeVerdict
 
 PREVIOUS = "previous"
+# How `labtorch rollback` hands the rollback deploy its target and where to write the results.
+TO_ENV = "LABTORCH_ROLLBACK_TO"
+RESULT_ENV = "LABTORCH_ROLLBACK_RESULT"
 _DIST_INFO = re.compile(r"^(?P<name>.+?)-(?P<version>[^-]+)\.dist-info$")
 
 
