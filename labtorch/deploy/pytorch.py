@@ -10,9 +10,10 @@ import os
 import socket
 import time
 from pathlib import Path
+from typing import TypeVar
 
 from pyinfra import host, logger
-from pyinfra.api import deploy
+from pyinfra.api import FactBase, deploy
 from pyinfra.api.exceptions import PyinfraError
 from pyinfra.api.inventory import Inventory
 
@@ -49,6 +50,8 @@ from labtorch.rules.model import PackagePin, Plan, Request, RequestError
 from labtorch.rules.plan import plan_for_host
 from labtorch.rules.provenance import origins_for
 from labtorch.rules.run_lock import LOCK_SUFFIX, LockOwner, is_stale
+
+T = TypeVar("T")
 
 _checked: set[int] = set()
 # This run, as the env locks it takes name it.
@@ -232,8 +235,14 @@ def install_pytorch() -> None:
 
 def read_host_state(settings: Settings) -> HostState | None:
     """This host's state as the settings say where to look (the LabHost fact: one command)."""
+    return read_where_set(LabHost, settings)
+
+
+def read_where_set(fact: type[FactBase[T]], settings: Settings) -> T | None:
+    """A fact of the LabHost family (LabHost, RollbackState) read where the settings say the
+    env, the condarc and the pip.conf labtorch owns are."""
     return host.get_fact(
-        LabHost,
+        fact,
         installer=settings.installer,
         env=settings.env,
         condarc_scope=settings.condarc_scope,

@@ -20,7 +20,7 @@ from pyinfra.api.host import Host
 from pyinfra.api.state import BaseStateCallback
 
 from labtorch.deploy.history import RUN_ID, kind_of
-from labtorch.deploy.pytorch import check_inventory_settings
+from labtorch.deploy.pytorch import check_inventory_settings, read_where_set
 from labtorch.deploy.run_state import failed_step
 from labtorch.deploy.settings import settings_from
 from labtorch.facts.env_history import rollback_result
@@ -182,14 +182,7 @@ def roll_back() -> None:
     run = ROLLBACK.host(host)
     settings = settings_from(host.data.dict())
     target = parse_target(os.environ.get(TO_ENV) or PREVIOUS)
-    found = host.get_fact(
-        RollbackState,
-        installer=settings.installer,
-        env=settings.env,
-        condarc_scope=settings.condarc_scope,
-        venv_root=settings.venv_root,
-        pip_scope=settings.pip_scope,
-    )
+    found = read_where_set(RollbackState, settings)
     if found is None:
         _refuse(run, "Read the env's history", "the host's facts could not be read")
         return
