@@ -13,6 +13,7 @@ import json
 import shlex
 from dataclasses import dataclass
 
+from labtorch.facts.host_state import script_sections
 from labtorch.rules.cache import CONFIG_PATH, NGINX_USER, SERVICE, UNIT_PATH, UPSTREAM_LOG
 
 MARK = "@@labtorch-cache"
@@ -57,17 +58,6 @@ def cache_host_script(directories: list[str]) -> str:
     )
 
 
-def _sections(lines: list[str]) -> dict[str, list[str]]:
-    sections: dict[str, list[str]] = {}
-    current: list[str] | None = None
-    for line in lines:
-        if line.startswith(MARK + " "):
-            current = sections.setdefault(line[len(MARK) + 1 :].strip(), [])
-        elif current is not None and line.strip():
-            current.append(line.strip())
-    return sections
-
-
 def _first(sections: dict[str, list[str]], name: str) -> str | None:
     lines = sections.get(name) or []
     return lines[0] if lines else None
@@ -79,7 +69,10 @@ def _sha(line: str | None) -> str | None:
 
 
 def parse_cache_host(lines: list[str]) -> CacheHostState:
-    sections = _sections(lines)
+    sections = {
+        name: [line.strip() for line in body if line.strip()]
+        for name, body in script_sections(lines, MARK).items()
+    }
     if "nginx" not in sections:
         raise ValueError("not labtorch cache host output (no nginx section)")
     directories = {}

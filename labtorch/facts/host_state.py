@@ -222,12 +222,14 @@ def host_state_script(
     )
 
 
-def _sections(lines: list[str]) -> dict[str, list[str]]:
+def script_sections(lines: list[str], mark: str = MARK) -> dict[str, list[str]]:
+    """A host script's output cut at its ``<mark> <name>[ <value>]`` lines: each name's lines
+    as printed (blank ones too: they end a file's text), an inline value first."""
     sections: dict[str, list[str]] = {}
     current: list[str] | None = None
     for line in lines:
-        if line.startswith(MARK + " "):
-            name = line[len(MARK) + 1 :].strip()
+        if line.startswith(mark + " "):
+            name = line[len(mark) + 1 :].strip()
             current = sections.setdefault(name.split(" ")[0], [])
             if " " in name:
                 current.append(name.split(" ", 1)[1])
@@ -388,7 +390,7 @@ def _with_reported_capabilities(report: SmiReport, lines: list[str]) -> SmiRepor
 
 def parse_host_state(lines: list[str]) -> HostState:
     """The output of :func:`host_state_script` -> a HostState. ValueError if it is not one."""
-    sections = _sections(lines)
+    sections = script_sections(lines)
     system = _first(sections.get("system"))
     if system is None:
         raise ValueError("not labtorch host state output (no system section)")
