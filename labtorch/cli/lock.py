@@ -29,6 +29,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
+from labtorch.cli.pyinfra_cli import run_pyinfra, why_it_stopped
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
@@ -70,19 +72,14 @@ def collect(inventory: str, limit: str | None) -> list[dict]:
     from labtorch.locking.collect import COLLECT_ENV
 
     with tempfile.TemporaryDirectory(prefix="labtorch-lock-") as scratch:
-        command = [sys.executable, "-m", "pyinfra", "-y", "--json"]
-        command += [*(["--limit", limit] if limit else []), inventory, str(COLLECTOR)]
+        arguments = ["--json", *(["--limit", limit] if limit else []), inventory, str(COLLECTOR)]
         try:
-            done = subprocess.run(
-                command, capture_output=True, text=True, timeout=PYINFRA_TIMEOUT_S, check=False,
-                env={**os.environ, COLLECT_ENV: scratch},
-            )  # fmt: skip
+            done = run_pyinfra(arguments, PYINFRA_TIMEOUT_S, {**os.environ, COLLECT_ENV: scratch})
         except subprocess.TimeoutExpired:
             raise LockCommandError(f"pyinfra took over {PYINFRA_TIMEOUT_S} s") from None
         records = [json.loads(p.read_text()) for p in sorted(Path(scratch).glob("*.json"))]
         if not records and done.returncode != 0:
-            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-            why = lines[-1] if lines else f"exit status {done.returncode}"
+            why = why_it_stopped(done)
             raise LockCommandError(f"pyinfra could not read {inventory}: {why}")
         if done.stdout.strip():
             try:

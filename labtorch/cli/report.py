@@ -19,6 +19,7 @@ from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
+from labtorch.cli.pyinfra_cli import run_pyinfra, why_it_stopped
 from labtorch.report.html import render_html
 from labtorch.report.model import UNREACHABLE, audit_record, audit_report
 from labtorch.report.table import render_table
@@ -57,18 +58,14 @@ def add_report_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 def _pyinfra(inventory: str, *operation: str, limit: str | None = None) -> Any:
     """Run the pyinfra CLI read-only and return the JSON it prints on stdout."""
     options = ["--limit", limit] if limit else []
-    command = [sys.executable, "-m", "pyinfra", "-y", "--json", *options, inventory, *operation]
     try:
-        done = subprocess.run(
-            command, capture_output=True, text=True, timeout=PYINFRA_TIMEOUT_S, check=False
-        )
+        done = run_pyinfra(["--json", *options, inventory, *operation], PYINFRA_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         raise AuditError(f"pyinfra {' '.join(operation)} took over {PYINFRA_TIMEOUT_S} s") from None
     try:
         return json.loads(done.stdout)
     except json.JSONDecodeError:
-        lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-        why = lines[-1] if lines else f"exit status {done.returncode}"
+        why = why_it_stopped(done)
         raise AuditError(f"pyinfra could not load {inventory}: {why}") from None
 
 

@@ -23,6 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from labtorch.cli.pyinfra_cli import run_pyinfra, why_it_stopped
 from labtorch.rules.history import RESULT_ENV, TO_ENV, parse_target
 
 EXIT_OK = 0
@@ -87,22 +88,13 @@ def run_rollback(
     options += ["--dry"] if dry else []
     with tempfile.TemporaryDirectory(prefix="labtorch-rollback-") as directory:
         results = Path(directory) / "results.json"
-        command = [sys.executable, "-m", "pyinfra", "-y", *options, inventory, str(DEPLOY_FILE)]
         env = {**os.environ, TO_ENV: to, RESULT_ENV: str(results)}
         try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                env=env,
-                timeout=PYINFRA_TIMEOUT_S,
-                check=False,
-            )
+            done = run_pyinfra([*options, inventory, str(DEPLOY_FILE)], PYINFRA_TIMEOUT_S, env)
         except subprocess.TimeoutExpired:
             raise RollbackError(f"pyinfra took over {PYINFRA_TIMEOUT_S} s") from None
         if not results.is_file():
-            lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
-            why = lines[-1] if lines else f"exit status {done.returncode}"
+            why = why_it_stopped(done)
             raise RollbackError(f"pyinfra could not run the rollback on {inventory}: {why}")
         return json.loads(results.read_text())["hosts"]
 
