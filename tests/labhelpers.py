@@ -72,12 +72,19 @@ def mirror_url(lab_dir: Path) -> str:
     return mirror.url
 
 
+def lab_env(lab_dir: Path, report_dir: Path | None = None) -> dict[str, str]:
+    """The environment of a command run against this lab (``inventories/sim.py`` finds it by
+    ``$LABTORCH_SIM_DIR``), its report written to ``report_dir`` (default: the lab's)."""
+    report = report_dir if report_dir is not None else lab_dir
+    return {**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(report)}
+
+
 def deploy_process(lab_dir: Path, report_dir: Path, *extra: str) -> subprocess.Popen[str]:
     """The real deploy on a lab, with ``--json``, started and left running."""
     return subprocess.Popen(
         [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--json", *extra],
         cwd=REPO,
-        env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(report_dir)},
+        env=lab_env(lab_dir, report_dir),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

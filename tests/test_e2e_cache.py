@@ -29,11 +29,11 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from labhelpers import REPO, mirror_url, must, running_lab, ssh
+from labhelpers import REPO, lab_env, mirror_url, must, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
 from labtorch.rules.cache import PACKAGE_SUFFIXES, WARM_AGENT
-from labtorch_sim import STATE_DIR_ENV, lab
+from labtorch_sim import lab
 from labtorch_sim.cache import CACHE_ENV, cache_port
 from labtorch_sim.mirror import read_log, set_fault
 from labtorch_sim.network import CACHE_BIND
@@ -196,7 +196,7 @@ def counted_deploy(lab_dir: Path, tmp_path: Path) -> tuple[dict, dict]:
         [sys.executable, str(COUNTER), "--out", str(counts), "--",
          "inventories/sim.py", "deploys/pytorch.py", "-y", "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
-        env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)},
+        env=lab_env(lab_dir),
     )  # fmt: skip
     assert done.stdout.strip(), done.stderr
     return json.loads(done.stdout)["results"], json.loads(counts.read_text())
@@ -258,7 +258,7 @@ def test_cache_killed_in_the_middle_of_the_installs(lab_dir: Path):
     # pytorch's file takes long: the cache dies while it is on its way.
     set_fault(state, "/anaconda/cloud/conda-forge/linux-64/pytorch-", "slow", delay_s=20)
     after = len(host_log(lab_dir, UPSTREAM_LOG))
-    env = {**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)}
+    env = lab_env(lab_dir)
     argv = ["inventories/sim.py", "deploys/pytorch.py", "-y", "--json"]
     argv += ["--data", "torch_lock=off", *(arg for name in names for arg in ("--limit", name))]
     run = subprocess.Popen(

@@ -17,7 +17,6 @@ host, whose ``~/.ssh/rc`` logs every SSH session that runs a command.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -25,10 +24,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from labhelpers import REPO, env_urls, mirror_url, must, not_from_the_mirror, running_lab, ssh
+from labhelpers import (
+    REPO,
+    env_urls,
+    lab_env,
+    mirror_url,
+    must,
+    not_from_the_mirror,
+    running_lab,
+    ssh,
+)
 from labhelpers import deploy as run_deploy
 
-from labtorch_sim import STATE_DIR_ENV, lab
+from labtorch_sim import lab
 from labtorch_sim.mirror import read_log, set_fault
 
 # lab09 has no conda: the first converge gives it Miniforge from the lab's mirror.
@@ -127,7 +135,7 @@ def counted_deploy(lab_dir: Path, tmp_path: Path, *extra: str) -> tuple[int, dic
     done = subprocess.run(
         [sys.executable, str(COUNTER), "--out", str(counts), "--", *PYINFRA_ARGS, *extra],
         cwd=REPO,
-        env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)},
+        env=lab_env(lab_dir),
         capture_output=True,
         text=True,
         timeout=600,

@@ -26,12 +26,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from labhelpers import REPO, running_lab, ssh
+from labhelpers import REPO, lab_env, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
 from labtorch.locking.solve import USER_AGENT
 from labtorch.rules.locks import INDEX_FILE
-from labtorch_sim import STATE_DIR_ENV, fakedriver, lab
+from labtorch_sim import fakedriver, lab
 from labtorch_sim.miniforge import TREE as MINIFORGE_TREE
 from labtorch_sim.mirror import read_log, set_fault
 from labtorch_sim.profiles import load_profiles
@@ -69,12 +69,7 @@ def lab_dir(tmp_path_factory) -> Path:
 
 
 def env(lab_dir: Path, locks: Path | None = None) -> dict:
-    return {
-        **os.environ,
-        STATE_DIR_ENV: str(lab_dir),
-        "LABTORCH_REPORT_DIR": str(lab_dir),
-        "LABTORCH_LOCK_DIR": str(locks or lab_dir / "locks"),
-    }
+    return {**lab_env(lab_dir), "LABTORCH_LOCK_DIR": str(locks or lab_dir / "locks")}
 
 
 def deploy(lab_dir: Path, *extra: str, locks: Path | None = None):

@@ -13,15 +13,14 @@ the first mirror's wheel pages fail; and what pyinfra does with an inventory tha
 
 from __future__ import annotations
 
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from labhelpers import PYINFRA, REPO, running_lab
+from labhelpers import PYINFRA, REPO, lab_env, running_lab
 
-from labtorch_sim import STATE_DIR_ENV, lab
+from labtorch_sim import lab
 from labtorch_sim.mirror import read_log, set_fault
 
 RC = '#!/bin/sh\necho "$$ ${SSH_ORIGINAL_COMMAND:-shell}" >> "$HOME/.labtorch-test-sessions"\n'
@@ -51,7 +50,7 @@ def pyinfra(lab_dir: Path, report_dir: Path, *args: str) -> subprocess.Completed
     return subprocess.run(
         [PYINFRA, *args],
         cwd=REPO,
-        env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(report_dir)},
+        env=lab_env(lab_dir, report_dir),
         capture_output=True,
         text=True,
         timeout=300,

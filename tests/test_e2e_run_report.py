@@ -5,17 +5,16 @@ the step and the first line of the real error; the table leads with the failures
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from labhelpers import PYINFRA, REPO, deploy_process, finished, running_lab, ssh
+from labhelpers import PYINFRA, REPO, deploy_process, finished, lab_env, running_lab, ssh
 from labhelpers import deploy as run_deploy
 
-from labtorch_sim import STATE_DIR_ENV, lab
+from labtorch_sim import lab
 from labtorch_sim.mirror import read_log, set_fault
 
 # Every file labtorch writes on a host, and the envs it installs into.
@@ -62,7 +61,7 @@ def test_a_dry_run_on_a_drifted_lab_changes_nothing_and_shows_each_decision(lab_
     done = subprocess.run(
         [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "--dry"],
         cwd=REPO,
-        env={**os.environ, STATE_DIR_ENV: str(lab_dir), "LABTORCH_REPORT_DIR": str(lab_dir)},
+        env=lab_env(lab_dir),
         capture_output=True,
         text=True,
         timeout=600,
@@ -184,8 +183,7 @@ def test_two_deploys_at_once_the_second_waits_then_fails_naming_the_holder(lab_d
         second = subprocess.run(
             [PYINFRA, "inventories/sim.py", "deploys/pytorch.py", "-y", "--limit", "lab05",
              "--data", "torch_run_lock_wait=2"],
-            cwd=REPO, env={**os.environ, STATE_DIR_ENV: str(lab_dir),
-                           "LABTORCH_REPORT_DIR": str(lab_dir / "second")},
+            cwd=REPO, env=lab_env(lab_dir, lab_dir / "second"),
             capture_output=True, text=True, timeout=300, check=False,
         )  # fmt: skip
         first_status, _, first_err = finished(first, timeout_s=300)
